@@ -1,0 +1,1 @@
+//! Turns an auth config and credentials into a ready `Authorization` header.

@@ -1,0 +1,3 @@
+//! The `authcfg` binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! SQLite storage of data sources, sealed credentials, API tokens and the audit log.

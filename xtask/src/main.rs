@@ -1,0 +1,3 @@
+//! Workspace chores: `cargo xtask codegen`.
+
+fn main() {}
