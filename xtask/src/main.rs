@@ -1,3 +1,91 @@
-//! Workspace chores: `cargo xtask codegen`.
+//! Workspace chores, run as `cargo xtask <command>`.
+//!
+//! The commands are plain functions behind a dispatcher on the first
+//! argument, so that `cargo xtask` builds quickly and prints its help without
+//! any argument.
 
-fn main() {}
+mod codegen;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  codegen [--check]   write docs/models/*.md from the model types; with --check,
+                      fail when the committed files are stale
+  ci                  run the checks of .ci/run (fmt, clippy, tests, codegen, deny)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        print_help();
+        return ExitCode::SUCCESS;
+    };
+    let rest = &args[1..];
+
+    let result = match command.as_str() {
+        "codegen" => codegen::run(rest),
+        "ci" => ci(rest),
+        "help" | "--help" | "-h" => {
+            print_help();
+            return ExitCode::SUCCESS;
+        }
+        other => Err(anyhow::anyhow!(
+            "unknown command {other:?}: run `cargo xtask` for the list of commands"
+        )),
+    };
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "help is the output of this command")]
+fn print_help() {
+    print!("{HELP}");
+}
+
+#[expect(clippy::print_stderr, reason = "the binary's errors go to standard error")]
+fn report_error(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+}
+
+/// Runs the checks that `.ci/run` runs after its installs.
+fn ci(args: &[String]) -> anyhow::Result<()> {
+    if let Some(extra) = args.first() {
+        anyhow::bail!("`cargo xtask ci` takes no arguments, got {extra:?}");
+    }
+    let steps: &[&[&str]] = &[
+        &["cargo", "fmt", "--all", "--check"],
+        &["cargo", "clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &["cargo", "test", "--workspace", "--locked"],
+        &["cargo", "xtask", "codegen", "--check"],
+        &["cargo", "deny", "--offline", "check", "licenses", "bans", "sources"],
+    ];
+    for step in steps {
+        run(step)?;
+    }
+    Ok(())
+}
+
+/// Runs a command, inheriting standard output and error, and fails when it fails.
+pub(crate) fn run(command: &[&str]) -> anyhow::Result<()> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("empty command"))?;
+    announce(command);
+    let status = std::process::Command::new(program).args(args).status()?;
+    anyhow::ensure!(status.success(), "`{}` failed with {status}", command.join(" "));
+    Ok(())
+}
+
+#[expect(clippy::print_stderr, reason = "progress of the chore goes to standard error")]
+fn announce(command: &[&str]) {
+    eprintln!("==> {}", command.join(" "));
+}
