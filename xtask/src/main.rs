@@ -51,7 +51,10 @@ fn print_help() {
     print!("{HELP}");
 }
 
-#[expect(clippy::print_stderr, reason = "the binary's errors go to standard error")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the binary's errors go to standard error"
+)]
 fn report_error(error: &anyhow::Error) {
     eprintln!("error: {error:#}");
 }
@@ -63,10 +66,27 @@ fn ci(args: &[String]) -> anyhow::Result<()> {
     }
     let steps: &[&[&str]] = &[
         &["cargo", "fmt", "--all", "--check"],
-        &["cargo", "clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &[
+            "cargo",
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &["cargo", "test", "--workspace", "--locked"],
         &["cargo", "xtask", "codegen", "--check"],
-        &["cargo", "deny", "--offline", "check", "licenses", "bans", "sources"],
+        &[
+            "cargo",
+            "deny",
+            "--offline",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ],
     ];
     for step in steps {
         run(step)?;
@@ -81,11 +101,18 @@ pub(crate) fn run(command: &[&str]) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("empty command"))?;
     announce(command);
     let status = std::process::Command::new(program).args(args).status()?;
-    anyhow::ensure!(status.success(), "`{}` failed with {status}", command.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "`{}` failed with {status}",
+        command.join(" ")
+    );
     Ok(())
 }
 
-#[expect(clippy::print_stderr, reason = "progress of the chore goes to standard error")]
+#[expect(
+    clippy::print_stderr,
+    reason = "progress of the chore goes to standard error"
+)]
 fn announce(command: &[&str]) {
     eprintln!("==> {}", command.join(" "));
 }

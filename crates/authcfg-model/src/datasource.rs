@@ -154,7 +154,7 @@ pub struct UpdateDataSource {
 pub struct AuthConfigPatch {
     /// New method; it cannot be cleared.
     #[serde(default, deserialize_with = "Patch::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<AuthMethod>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = AuthMethod, required = false))]
     pub method: Patch<AuthMethod>,
     /// New token endpoint URL; `null` clears it.
     #[serde(default, deserialize_with = "Patch::deserialize")]

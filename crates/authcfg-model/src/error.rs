@@ -180,11 +180,10 @@ fn describe_serde_error(mut pointer: String, error: &serde_json::Error) -> Valid
             // serde reports unknown and missing fields against the enclosing
             // object; point at the field itself, which is what a user edits.
             if let Some(field) = backquoted_after(&message, "unknown field `") {
-                pointer.push('/');
-                pointer.push_str(&escape_pointer_token(field));
+                push_field(&mut pointer, field);
                 let hint = message
                     .split_once(", expected ")
-                    .map(|(_, expected)| format!(": remove it or use one of {expected}"))
+                    .map(|(_, expected)| format!(": remove it; expected {expected}"))
                     .unwrap_or_else(|| ": remove it".to_owned());
                 return ValidationErrors::single(
                     pointer,
@@ -192,8 +191,7 @@ fn describe_serde_error(mut pointer: String, error: &serde_json::Error) -> Valid
                 );
             }
             if let Some(field) = backquoted_after(&message, "missing field `") {
-                pointer.push('/');
-                pointer.push_str(&escape_pointer_token(field));
+                push_field(&mut pointer, field);
                 return ValidationErrors::single(
                     pointer,
                     format!("missing required field {}", quote(field)),
@@ -201,6 +199,15 @@ fn describe_serde_error(mut pointer: String, error: &serde_json::Error) -> Valid
             }
             ValidationErrors::single(pointer, message)
         }
+    }
+}
+
+/// Appends `field` to `pointer` unless the pointer already ends with it, as
+/// it does when the path tracker saw the key before the error.
+fn push_field(pointer: &mut String, field: &str) {
+    let token = format!("/{}", escape_pointer_token(field));
+    if !pointer.ends_with(&token) {
+        pointer.push_str(&token);
     }
 }
 
