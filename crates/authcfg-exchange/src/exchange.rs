@@ -3,15 +3,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use authcfg_model::{AuthConfig, Credentials, DataSourceId, SecretString};
+use authcfg_model::{AuthConfig, AuthMethod, Credentials, DataSourceId, GrantType, SecretString};
 use base64::Engine as _;
+use rand::Rng as _;
 use time::OffsetDateTime;
 
+use crate::cache::{join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Slot};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::{BoxError, Error, ExchangeConfig, MetricsSnapshot};
+use crate::request::build_token_request;
+use crate::response::{parse_token_response, ResponseParts, MAX_LIFETIME};
+use crate::{http, BoxError, Error, ExchangeConfig, ExchangeOutcome, MetricsSnapshot};
 
 /// Persists a rotated refresh token. The server implements it with the store.
 pub trait RefreshTokenSink: Send + Sync {
@@ -157,16 +161,19 @@ pub struct Diagnostics {
 ///
 /// The result contains the password, merely encoded.
 pub fn basic_header(user_id: &str, password: &str) -> SecretString {
-    let mut plain = SecretString::new(format!("{user_id}:{password}"));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(plain.expose_secret());
-    plain = SecretString::new(format!("Basic {encoded}"));
-    plain
+    let plain = SecretString::new(format!("{user_id}:{password}"));
+    let encoded = SecretString::new(
+        base64::engine::general_purpose::STANDARD.encode(plain.expose_secret()),
+    );
+    SecretString::new(format!("Basic {}", encoded.expose_secret()))
 }
 
 struct Inner {
     config: ExchangeConfig,
     sink: Arc<dyn RefreshTokenSink>,
     clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+    cache: Cache,
     metrics: Metrics,
 }
 
@@ -183,6 +190,39 @@ impl std::fmt::Debug for Exchange {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
+}
+
+/// What one caller does next, decided under the slot lock.
+enum Step {
+    /// Serve the cached token.
+    Hit(Arc<CachedToken>),
+    /// Wait for the token request in flight.
+    Wait(tokio::sync::watch::Receiver<Option<crate::cache::FlightResult>>),
+    /// Send the token request; `fallback` is a still-valid token to serve if a
+    /// refresh ahead of expiry fails.
+    Lead {
+        guard: crate::cache::FlightGuard,
+        fallback: Option<Arc<CachedToken>>,
+    },
+    /// Fail at once: the data source is backing off.
+    Reject(Error),
+}
+
+/// A token obtained by one token request.
+struct Exchanged {
+    token: CachedToken,
+    /// The credentials version after the request: one higher than before
+    /// (or more) when a rotated refresh token was persisted.
+    credentials_version: u64,
+    http_status: u16,
+    expires_in: Option<u64>,
+    rotated: bool,
+}
+
+/// A token ready to cache, with the key it belongs under.
+struct Fetched {
+    token: Arc<CachedToken>,
+    key: CacheKey,
 }
 
 impl Exchange {
@@ -205,11 +245,14 @@ impl Exchange {
         sink: Arc<dyn RefreshTokenSink>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        let client = http::build_client(&config)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 sink,
                 clock,
+                client,
+                cache: Cache::default(),
                 metrics: Metrics::default(),
             }),
         })
@@ -217,14 +260,22 @@ impl Exchange {
 
     /// Returns an `Authorization` header for the data source.
     ///
-    /// A cache hit takes no I/O and does not call `load`. On a miss, one caller
-    /// per data source calls `load` and sends the token request while the others
-    /// wait for its result.
+    /// A cache hit takes no I/O and does not call `load`. On a miss, exactly
+    /// one caller per data source calls `load` and sends the token request;
+    /// concurrent callers wait for it and all get its result, success or error.
+    /// If that caller's future is dropped before the request finishes, a
+    /// waiting caller takes over with its own `load`.
+    ///
+    /// When less than `max(refresh_margin, 25 % of the lifetime)` of a cached
+    /// token remains, the first caller to notice refreshes it and waits for the
+    /// new token; the others keep getting the still-valid one. If the refresh
+    /// fails, that caller too gets the still-valid token.
     ///
     /// # Errors
     ///
     /// Returns an [`Error`] when the token request fails, the data source is
-    /// backing off, or loading or persisting credentials fails.
+    /// backing off after an earlier failure and no cached token is valid for
+    /// `min_valid_for`, or loading or persisting credentials fails.
     pub async fn authorize<L, F>(
         &self,
         request: &AuthorizeRequest<'_>,
@@ -234,17 +285,369 @@ impl Exchange {
         L: FnOnce() -> F + Send,
         F: Future<Output = Result<LoadedCredentials, BoxError>> + Send,
     {
-        let _ = (request, load, &self.inner.sink, &self.inner.clock);
-        Err(Error::InvalidConfig {
-            reason: "not implemented yet".to_owned(),
+        let inner = &*self.inner;
+        let slot = inner.cache.slot(
+            request.datasource,
+            request.auth,
+            request.client_id,
+            request.credentials_version,
+        );
+        let mut load = Some(load);
+        let mut miss_counted = false;
+
+        loop {
+            let now = inner.clock.now();
+            let step = {
+                let mut state = slot.lock();
+                let usable = state
+                    .token
+                    .as_ref()
+                    .filter(|token| !request.force_refresh && token.valid_for(now, request.min_valid_for))
+                    .cloned();
+                let backoff = state
+                    .backoff
+                    .as_ref()
+                    .filter(|backoff| backoff.until > now)
+                    .map(|backoff| Error::BackingOff {
+                        retry_after: backoff.until - now,
+                        cause: Box::new(backoff.cause.clone()),
+                    });
+
+                if let Some(receiver) = join_flight(&state) {
+                    match usable {
+                        Some(token) => Step::Hit(token),
+                        None => Step::Wait(receiver),
+                    }
+                } else if let Some(error) = backoff {
+                    match usable {
+                        Some(token) => Step::Hit(token),
+                        None => Step::Reject(error),
+                    }
+                } else {
+                    match usable {
+                        Some(token) if !token.wants_refresh(now) => Step::Hit(token),
+                        fallback => Step::Lead {
+                            guard: inner.cache.start_flight(&slot, &mut state),
+                            fallback,
+                        },
+                    }
+                }
+            };
+
+            match step {
+                Step::Hit(token) => {
+                    inner.metrics.record_hit();
+                    return Ok(token.to_authorization());
+                }
+                Step::Reject(error) => {
+                    inner.metrics.record_backoff_rejection();
+                    tracing::debug!(
+                        datasource = %request.datasource,
+                        retry_after_ms = error.retry_after().map(|delay| delay.as_millis()),
+                        "token request skipped while backing off"
+                    );
+                    return Err(error);
+                }
+                Step::Wait(receiver) => {
+                    if !std::mem::replace(&mut miss_counted, true) {
+                        inner.metrics.record_miss();
+                    }
+                    if let Some(result) = wait_for_flight(receiver).await {
+                        return result.map(|token| token.to_authorization());
+                    }
+                    // The leader was cancelled: decide again, possibly leading.
+                }
+                Step::Lead { guard, fallback } => {
+                    if !std::mem::replace(&mut miss_counted, true) {
+                        inner.metrics.record_miss();
+                    }
+                    let Some(load) = load.take() else {
+                        // A caller leads at most once, because leading returns.
+                        return Err(Error::Load(Arc::from(BoxError::from(
+                            "the credentials loader was already used",
+                        ))));
+                    };
+                    return self.lead(request, guard, fallback, load).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the token request of a flight, updates the slot and publishes
+    /// the result to the waiting callers.
+    async fn lead<L, F>(
+        &self,
+        request: &AuthorizeRequest<'_>,
+        guard: crate::cache::FlightGuard,
+        fallback: Option<Arc<CachedToken>>,
+        load: L,
+    ) -> Result<Authorization, Error>
+    where
+        L: FnOnce() -> F + Send,
+        F: Future<Output = Result<LoadedCredentials, BoxError>> + Send,
+    {
+        let inner = &*self.inner;
+        let slot = Arc::clone(guard.slot());
+        let result = self.fetch(request, load).await;
+
+        let now = inner.clock.now();
+        let mut replacement = None;
+        {
+            let mut state = slot.lock();
+            match &result {
+                Ok(fetched) => {
+                    state.failures = 0;
+                    state.backoff = None;
+                    if fetched.token.cacheable {
+                        if fetched.key == slot.key {
+                            state.token = Some(Arc::clone(&fetched.token));
+                        } else {
+                            // Rotation or a newer credentials version: the
+                            // token belongs under the new key, so that the
+                            // next caller naming that version hits.
+                            replacement = Some(Arc::new(Slot::with_token(
+                                fetched.key.clone(),
+                                Arc::clone(&fetched.token),
+                            )));
+                        }
+                    }
+                }
+                Err(error) if backs_off(error) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let delay = self.backoff_delay(state.failures, error.retry_after());
+                    state.backoff = Some(Backoff {
+                        until: now + delay,
+                        cause: error.clone(),
+                    });
+                    tracing::warn!(
+                        datasource = %request.datasource,
+                        error = %error,
+                        kind = error.kind(),
+                        failures = state.failures,
+                        backoff_ms = delay.as_millis(),
+                        "token request failed; backing off"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        datasource = %request.datasource,
+                        error = %error,
+                        kind = error.kind(),
+                        "token request not sent"
+                    );
+                }
+            }
+            let published = result
+                .as_ref()
+                .map(|fetched| Arc::clone(&fetched.token))
+                .map_err(Clone::clone);
+            guard.finish(&mut state, published);
+        }
+        if let Some(replacement) = replacement {
+            inner
+                .cache
+                .replace(request.datasource, &slot, replacement);
+        }
+
+        match result {
+            Ok(fetched) => Ok(fetched.token.to_authorization()),
+            Err(error) => match fallback.filter(|token| token.valid_for(now, request.min_valid_for)) {
+                Some(token) => {
+                    tracing::warn!(
+                        datasource = %request.datasource,
+                        kind = error.kind(),
+                        "refresh ahead of expiry failed; serving the still-valid token"
+                    );
+                    Ok(token.to_authorization())
+                }
+                None => Err(error),
+            },
+        }
+    }
+
+    /// Loads the credentials and produces a token: a Basic header, or a bearer
+    /// token from one token request.
+    async fn fetch<L, F>(&self, request: &AuthorizeRequest<'_>, load: L) -> Result<Fetched, Error>
+    where
+        L: FnOnce() -> F + Send,
+        F: Future<Output = Result<LoadedCredentials, BoxError>> + Send,
+    {
+        let loaded = load().await.map_err(|error| Error::Load(Arc::from(error)))?;
+        let credentials = &loaded.credentials;
+
+        let (token, credentials_version) = match request.auth.method {
+            AuthMethod::Basic => (basic_token(credentials)?, loaded.version),
+            AuthMethod::Bearer => {
+                let exchanged = self
+                    .exchange_once(request.datasource, request.auth, credentials, loaded.version)
+                    .await?;
+                (exchanged.token, exchanged.credentials_version)
+            }
+        };
+
+        Ok(Fetched {
+            token: Arc::new(token),
+            key: CacheKey::new(request.auth, &credentials.client_id, credentials_version),
         })
     }
 
+    /// Sends one token request and persists a rotated refresh token.
+    async fn exchange_once(
+        &self,
+        datasource: DataSourceId,
+        auth: &AuthConfig,
+        credentials: &Credentials,
+        credentials_version: u64,
+    ) -> Result<Exchanged, Error> {
+        let inner = &*self.inner;
+        auth.validate().map_err(|errors| Error::InvalidConfig {
+            reason: errors.to_string(),
+        })?;
+        let token_request = build_token_request(auth, credentials)?;
+
+        let started = Instant::now();
+        let parsed = async {
+            let response = http::send(&inner.client, &inner.config, &token_request).await?;
+            let parts = ResponseParts {
+                status: response.status,
+                content_type: response.content_type.as_deref(),
+                retry_after: response.retry_after,
+                body: &response.body,
+            };
+            parse_token_response(&parts, &token_request.secrets).map(|parsed| (parsed, response.status))
+        }
+        .await;
+        let latency = started.elapsed();
+        let (parsed, http_status) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                inner.metrics.record_exchange(outcome_of(&error), latency);
+                return Err(error);
+            }
+        };
+        let received = inner.clock.now();
+        let received_wall = inner.clock.wall();
+
+        if parsed.token_type_missing {
+            tracing::warn!(
+                datasource = %datasource,
+                "token response has no token_type; taking it as Bearer"
+            );
+        }
+
+        // Only grants that send the stored refresh token rotate it. A refresh
+        // token issued to another grant has no stored counterpart to replace.
+        let uses_refresh_token = matches!(
+            auth.grant_type,
+            Some(GrantType::RefreshToken | GrantType::AuthorizationCode)
+        );
+        let mut version = credentials_version;
+        let mut rotated = false;
+        if let Some(new_refresh_token) = &parsed.refresh_token {
+            let unchanged = credentials
+                .refresh_token
+                .as_ref()
+                .is_some_and(|old| old.expose_secret() == new_refresh_token.expose_secret());
+            if uses_refresh_token && !unchanged {
+                match inner
+                    .sink
+                    .persist_refresh_token(datasource, credentials_version, new_refresh_token)
+                    .await
+                {
+                    Ok(new_version) => {
+                        tracing::info!(
+                            datasource = %datasource,
+                            credentials_version = new_version,
+                            "persisted the rotated refresh token"
+                        );
+                        version = new_version;
+                        rotated = true;
+                    }
+                    Err(error) => {
+                        inner
+                            .metrics
+                            .record_exchange(ExchangeOutcome::PersistFailed, latency);
+                        tracing::error!(
+                            datasource = %datasource,
+                            error = %error,
+                            "failed to persist the rotated refresh token; the new access token is discarded"
+                        );
+                        return Err(Error::Persist(Arc::from(error)));
+                    }
+                }
+            } else if !uses_refresh_token {
+                tracing::debug!(
+                    datasource = %datasource,
+                    grant_type = ?auth.grant_type,
+                    "ignoring a refresh token issued to a grant that does not use one"
+                );
+            }
+        }
+        inner.metrics.record_exchange(ExchangeOutcome::Success, latency);
+
+        let token = self.bearer_token(&parsed, received, received_wall);
+        Ok(Exchanged {
+            token,
+            credentials_version: version,
+            http_status,
+            expires_in: parsed.expires_in,
+            rotated,
+        })
+    }
+
+    /// Computes the validity of a fresh bearer token. Expiry counts from when
+    /// the response was received, minus the safety margin (at most half the
+    /// lifetime, so short-lived tokens stay usable).
+    fn bearer_token(
+        &self,
+        parsed: &crate::response::TokenResponse,
+        received: Instant,
+        received_wall: OffsetDateTime,
+    ) -> CachedToken {
+        let config = &self.inner.config;
+        let (lifetime, lifetime_assumed) = match parsed.expires_in {
+            Some(seconds) => (Duration::from_secs(seconds), false),
+            None => (config.default_lifetime.min(MAX_LIFETIME), true),
+        };
+        let skew = config.refresh_margin.min(lifetime / 2);
+        let refresh_lead = config.refresh_margin.max(lifetime / 4);
+        let usable = lifetime - skew;
+
+        CachedToken {
+            header: SecretString::new(format!("Bearer {}", parsed.access_token.expose_secret())),
+            token_type: "Bearer",
+            scope: parsed.scope.clone(),
+            lifetime_assumed,
+            valid_until: Some(received + usable),
+            refresh_from: Some(received + lifetime.saturating_sub(refresh_lead)),
+            expires_at: Some(received_wall + usable),
+            cacheable: !lifetime.is_zero(),
+        }
+    }
+
+    /// Returns the back-off after `failures` failures in a row: exponential
+    /// from `backoff_initial` up to `backoff_max`, with 50 % random jitter, and
+    /// at least the endpoint's `Retry-After` (up to `max_retry_after`).
+    fn backoff_delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let config = &self.inner.config;
+        let exponent = failures.saturating_sub(1).min(20);
+        let base = config
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(config.backoff_max);
+        let jittered = base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        match retry_after {
+            Some(asked) => jittered.max(asked.min(config.max_retry_after)),
+            None => jittered,
+        }
+    }
+
     /// Sends a token request outside the cache and reports how it went, for
-    /// `POST /test`. A rotated refresh token is persisted.
+    /// `POST /test`. A rotated refresh token is persisted. For `basic`, the
+    /// header is built and nothing is sent.
     pub async fn test(&self, request: &TestRequest<'_>) -> Diagnostics {
-        let _ = request;
-        Diagnostics {
+        let started = Instant::now();
+        let mut diagnostics = Diagnostics {
             ok: false,
             duration: Duration::ZERO,
             http_status: None,
@@ -257,17 +660,113 @@ impl Exchange {
             expires_in: None,
             lifetime_assumed: false,
             refresh_token_rotated: false,
+        };
+
+        let result = match request.auth.method {
+            AuthMethod::Basic => basic_token(request.credentials),
+            AuthMethod::Bearer => self
+                .exchange_once(
+                    request.datasource,
+                    request.auth,
+                    request.credentials,
+                    request.credentials_version,
+                )
+                .await
+                .map(|exchanged| {
+                    diagnostics.http_status = Some(exchanged.http_status);
+                    diagnostics.expires_in = exchanged.expires_in;
+                    diagnostics.refresh_token_rotated = exchanged.rotated;
+                    exchanged.token
+                }),
+        };
+        diagnostics.duration = started.elapsed();
+
+        match result {
+            Ok(token) => {
+                diagnostics.ok = true;
+                diagnostics.scope = token.scope.clone();
+                diagnostics.token_type = Some(token.token_type.to_owned());
+                diagnostics.lifetime_assumed = token.lifetime_assumed;
+            }
+            Err(error) => {
+                diagnostics.http_status = error.upstream_status();
+                diagnostics.error_kind = Some(error.kind());
+                diagnostics.error = error.rfc_error_code().map(str::to_owned);
+                if let Error::Upstream { description, .. } = &error {
+                    diagnostics.error_description = description.clone();
+                }
+                diagnostics.message = Some(error.to_string());
+            }
         }
+        diagnostics
     }
 
     /// Drops the cached token and back-off state of a data source, for when its
-    /// config or credentials change.
+    /// config or credentials change. A token request in flight still answers
+    /// its callers, but its token is not cached.
     pub fn invalidate(&self, datasource: DataSourceId) {
-        let _ = datasource;
+        self.inner.cache.remove(datasource);
+        tracing::debug!(datasource = %datasource, "token cache entry invalidated");
     }
 
     /// Returns a snapshot of the counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
+    }
+}
+
+/// Builds the never-expiring Basic token of `credentials`.
+fn basic_token(credentials: &Credentials) -> Result<CachedToken, Error> {
+    if credentials.client_id.contains(':') {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "client_id {:?} contains ':', which Basic authentication cannot carry (RFC 7617 section 2): use a user-id without ':'",
+                credentials.client_id
+            ),
+        });
+    }
+    Ok(CachedToken {
+        header: basic_header(
+            &credentials.client_id,
+            credentials.client_secret.expose_secret(),
+        ),
+        token_type: "Basic",
+        scope: None,
+        lifetime_assumed: false,
+        valid_until: None,
+        refresh_from: None,
+        expires_at: None,
+        cacheable: true,
+    })
+}
+
+/// Returns true for failures that involved the token endpoint, which back off
+/// so that a broken provider is not hammered. Configuration and loading errors
+/// do not: retrying them costs the provider nothing.
+fn backs_off(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Upstream { .. }
+            | Error::HttpStatus { .. }
+            | Error::Timeout { .. }
+            | Error::Transport { .. }
+            | Error::Redirect { .. }
+            | Error::InvalidResponse { .. }
+            | Error::UnsupportedTokenType { .. }
+            | Error::Persist(_)
+    )
+}
+
+/// Maps a failed token request to its metrics outcome.
+fn outcome_of(error: &Error) -> ExchangeOutcome {
+    match error {
+        Error::Upstream { .. } | Error::HttpStatus { .. } if error.is_permanent() => {
+            ExchangeOutcome::Rejected
+        }
+        Error::Upstream { .. } | Error::HttpStatus { .. } => ExchangeOutcome::Unavailable,
+        Error::Timeout { .. } => ExchangeOutcome::Timeout,
+        Error::Transport { .. } | Error::Client(_) => ExchangeOutcome::Transport,
+        Error::Persist(_) => ExchangeOutcome::PersistFailed,
+        _ => ExchangeOutcome::InvalidResponse,
     }
 }

@@ -17,11 +17,15 @@
 //! assert_eq!(exchange.metrics().cache_hits, 0);
 //! ```
 
+mod cache;
 mod clock;
 mod config;
 mod error;
 mod exchange;
+mod http;
 mod metrics;
+mod request;
+mod response;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ExchangeConfig;

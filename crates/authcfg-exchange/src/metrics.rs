@@ -82,7 +82,8 @@ pub struct MetricsSnapshot {
     pub backoff_rejections: u64,
     /// Token requests sent, per outcome, in the order of [`ExchangeOutcome::ALL`].
     pub exchanges: Vec<(ExchangeOutcome, u64)>,
-    /// Latency of token requests that reached the endpoint.
+    /// Latency of token requests, from sending to the parsed response or the
+    /// failure, whatever the outcome.
     pub latency: HistogramSnapshot,
 }
 
@@ -138,12 +139,9 @@ impl Metrics {
         self.backoff_rejections.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_exchange(&self, outcome: ExchangeOutcome, latency: Option<Duration>) {
+    pub(crate) fn record_exchange(&self, outcome: ExchangeOutcome, latency: Duration) {
         self.exchanges[outcome.index()].fetch_add(1, Ordering::Relaxed);
 
-        // Requests that never reached the endpoint (a refused connection) are
-        // counted by outcome but kept out of the latency histogram.
-        let Some(latency) = latency else { return };
         let seconds = latency.as_secs_f64();
         if let Some(bucket) = LATENCY_BUCKETS_SECONDS
             .iter()

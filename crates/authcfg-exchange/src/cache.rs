@@ -1,0 +1,379 @@
+//! The token cache: one slot per data source, keyed by everything that shapes
+//! a token, with single flight and back-off state.
+//!
+//! A slot is found by data source id, then its [`CacheKey`] is compared with
+//! the request field by field without allocating. A slot whose key differs is
+//! replaced, so two configs that differ only in scope or audience never share a
+//! token. Locks are `std::sync` locks held only for a few field reads: no lock
+//! is held across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use authcfg_model::{AuthConfig, AuthMethod, ClientAuthMethod, DataSourceId, GrantType, SecretString};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::{Authorization, Error};
+
+/// Everything that shapes a token: two requests share a token only when all of
+/// it is equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheKey {
+    method: AuthMethod,
+    token_url: Option<String>,
+    grant_type: Option<GrantType>,
+    client_auth: ClientAuthMethod,
+    client_id: String,
+    /// Scope tokens, sorted and without duplicates: a scope is a set.
+    scope: Vec<String>,
+    token_params: BTreeMap<String, String>,
+    credentials_version: u64,
+}
+
+impl CacheKey {
+    pub(crate) fn new(auth: &AuthConfig, client_id: &str, credentials_version: u64) -> Self {
+        let mut scope: Vec<String> = auth.scope_tokens().into_iter().map(str::to_owned).collect();
+        scope.sort_unstable();
+        scope.dedup();
+        Self {
+            method: auth.method,
+            token_url: auth.token_url.clone(),
+            grant_type: auth.grant_type,
+            client_auth: auth.client_auth_or_default(),
+            client_id: client_id.to_owned(),
+            scope,
+            token_params: auth.token_params.clone(),
+            credentials_version,
+        }
+    }
+
+    /// Compares the config part of the key with `auth` and `client_id`
+    /// without allocating.
+    fn matches_config(&self, auth: &AuthConfig, client_id: &str) -> bool {
+        self.method == auth.method
+            && self.token_url.as_deref() == auth.token_url.as_deref()
+            && self.grant_type == auth.grant_type
+            && self.client_auth == auth.client_auth_or_default()
+            && self.client_id == client_id
+            && self.token_params == auth.token_params
+            && self.scope_matches(auth.scope.as_deref().unwrap_or(""))
+    }
+
+    /// Compares the scope as a set: every configured token is in the key, and
+    /// every key token is configured.
+    fn scope_matches(&self, configured: &str) -> bool {
+        let mut tokens = configured.split(' ').filter(|token| !token.is_empty());
+        if !tokens.all(|token| self.scope.binary_search_by(|key| key.as_str().cmp(token)).is_ok())
+        {
+            return false;
+        }
+        self.scope.iter().all(|key| {
+            configured
+                .split(' ')
+                .any(|token| token == key.as_str())
+        })
+    }
+}
+
+/// A cached header value with its validity.
+#[derive(Debug)]
+pub(crate) struct CachedToken {
+    pub(crate) header: SecretString,
+    pub(crate) token_type: &'static str,
+    pub(crate) scope: Option<String>,
+    pub(crate) lifetime_assumed: bool,
+    /// The last instant the token is handed out; `None` never expires (Basic).
+    pub(crate) valid_until: Option<Instant>,
+    /// From this instant on, one caller refreshes the token ahead of expiry.
+    pub(crate) refresh_from: Option<Instant>,
+    pub(crate) expires_at: Option<OffsetDateTime>,
+    /// False for a token that is used once and never cached (`expires_in` 0).
+    pub(crate) cacheable: bool,
+}
+
+impl CachedToken {
+    /// Returns true when the token is still valid for `min_valid_for` after `now`.
+    pub(crate) fn valid_for(&self, now: Instant, min_valid_for: Duration) -> bool {
+        match self.valid_until {
+            None => true,
+            Some(until) => now
+                .checked_add(min_valid_for)
+                .is_some_and(|needed| needed < until),
+        }
+    }
+
+    /// Returns true once the token should be refreshed ahead of expiry.
+    pub(crate) fn wants_refresh(&self, now: Instant) -> bool {
+        self.refresh_from.is_some_and(|from| now >= from)
+    }
+
+    pub(crate) fn to_authorization(&self) -> Authorization {
+        Authorization {
+            value: self.header.duplicate(),
+            token_type: self.token_type.to_owned(),
+            expires_at: self.expires_at,
+            lifetime_assumed: self.lifetime_assumed,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+/// The result of a flight, shared by every caller that waited for it.
+pub(crate) type FlightResult = Result<Arc<CachedToken>, Error>;
+
+/// A token request in progress.
+pub(crate) struct Flight {
+    id: u64,
+    receiver: watch::Receiver<Option<FlightResult>>,
+}
+
+/// The back-off after failed token requests.
+pub(crate) struct Backoff {
+    pub(crate) until: Instant,
+    pub(crate) cause: Error,
+}
+
+/// The mutable state of one slot.
+#[derive(Default)]
+pub(crate) struct SlotState {
+    pub(crate) token: Option<Arc<CachedToken>>,
+    pub(crate) flight: Option<Flight>,
+    pub(crate) backoff: Option<Backoff>,
+    /// Failed token requests in a row, for the exponential back-off.
+    pub(crate) failures: u32,
+}
+
+/// The cache entry of one data source.
+pub(crate) struct Slot {
+    pub(crate) key: CacheKey,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    pub(crate) fn new(key: CacheKey) -> Self {
+        Self {
+            key,
+            state: Mutex::new(SlotState::default()),
+        }
+    }
+
+    pub(crate) fn with_token(key: CacheKey, token: Arc<CachedToken>) -> Self {
+        Self {
+            key,
+            state: Mutex::new(SlotState {
+                token: Some(token),
+                ..SlotState::default()
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The cache of all data sources.
+#[derive(Default)]
+pub(crate) struct Cache {
+    slots: RwLock<HashMap<DataSourceId, Arc<Slot>>>,
+    next_flight: AtomicU64,
+}
+
+impl Cache {
+    /// Returns the slot of `datasource` for this config, client id and
+    /// credentials version, replacing a slot whose key differs.
+    ///
+    /// A slot of a newer credentials version serves a request that names an
+    /// older one: versions only grow, so the request read a stale version, and
+    /// the newer token (after a refresh token rotation, say) is the right one.
+    pub(crate) fn slot(
+        &self,
+        datasource: DataSourceId,
+        auth: &AuthConfig,
+        client_id: &str,
+        credentials_version: u64,
+    ) -> Arc<Slot> {
+        let usable = |slot: &Slot| {
+            slot.key.credentials_version >= credentials_version
+                && slot.key.matches_config(auth, client_id)
+        };
+
+        {
+            let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = slots.get(&datasource) {
+                if usable(slot) {
+                    return Arc::clone(slot);
+                }
+            }
+        }
+
+        let key = CacheKey::new(auth, client_id, credentials_version);
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        match slots.get(&datasource) {
+            Some(slot) if usable(slot) => Arc::clone(slot),
+            _ => {
+                let slot = Arc::new(Slot::new(key));
+                slots.insert(datasource, Arc::clone(&slot));
+                slot
+            }
+        }
+    }
+
+    /// Installs `replacement` for `datasource` if `current` is still its slot.
+    /// An invalidation or a config change in the meantime wins.
+    pub(crate) fn replace(&self, datasource: DataSourceId, current: &Arc<Slot>, replacement: Arc<Slot>) {
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        if slots
+            .get(&datasource)
+            .is_some_and(|slot| Arc::ptr_eq(slot, current))
+        {
+            slots.insert(datasource, replacement);
+        }
+    }
+
+    /// Drops the slot of `datasource`. A flight in progress still reports to
+    /// its callers, but its result is not cached.
+    pub(crate) fn remove(&self, datasource: DataSourceId) {
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        slots.remove(&datasource);
+    }
+
+    /// Starts a flight on `slot`, whose state the caller holds locked.
+    pub(crate) fn start_flight(
+        &self,
+        slot: &Arc<Slot>,
+        state: &mut SlotState,
+    ) -> FlightGuard {
+        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = watch::channel(None);
+        state.flight = Some(Flight { id, receiver });
+        FlightGuard {
+            slot: Arc::clone(slot),
+            id,
+            sender: Some(sender),
+        }
+    }
+}
+
+/// Returns a receiver of the flight in progress on `state`, if any.
+pub(crate) fn join_flight(state: &SlotState) -> Option<watch::Receiver<Option<FlightResult>>> {
+    state.flight.as_ref().map(|flight| flight.receiver.clone())
+}
+
+/// Waits for a flight's result. `None` means its leader was cancelled before
+/// it finished, and the caller should try again.
+pub(crate) async fn wait_for_flight(
+    mut receiver: watch::Receiver<Option<FlightResult>>,
+) -> Option<FlightResult> {
+    let result = receiver.wait_for(Option::is_some).await.ok()?;
+    result.as_ref().cloned()
+}
+
+/// Ownership of a flight. Finishing it publishes the result; dropping it
+/// unfinished (the leader's future was cancelled) clears the flight, so a
+/// waiting caller takes over.
+pub(crate) struct FlightGuard {
+    slot: Arc<Slot>,
+    id: u64,
+    sender: Option<watch::Sender<Option<FlightResult>>>,
+}
+
+impl FlightGuard {
+    /// Clears the flight from `state` and publishes `result` to the waiters.
+    /// The caller holds `state` locked, so that a new caller sees the updated
+    /// token and back-off together with the cleared flight.
+    pub(crate) fn finish(mut self, state: &mut SlotState, result: FlightResult) {
+        Self::clear(state, self.id);
+        if let Some(sender) = self.sender.take() {
+            // Nobody waiting is fine: the result is cached or returned anyway.
+            let _ = sender.send(Some(result));
+        }
+    }
+
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+
+    fn clear(state: &mut SlotState, id: u64) {
+        if state.flight.as_ref().is_some_and(|flight| flight.id == id) {
+            state.flight = None;
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if self.sender.is_some() {
+            let mut state = self.slot.lock();
+            Self::clear(&mut state, self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(scope: Option<&str>) -> AuthConfig {
+        let mut auth = AuthConfig::bearer("https://login.example.com/token", GrantType::ClientCredentials);
+        auth.scope = scope.map(str::to_owned);
+        auth
+    }
+
+    #[test]
+    fn key_matches_scope_as_set() {
+        let key = CacheKey::new(&auth(Some("b a")), "demo", 1);
+        let cases = [
+            (Some("a b"), true),
+            (Some("b a"), true),
+            (Some("a  b"), true),
+            (Some("a"), false),
+            (Some("a b c"), false),
+            (None, false),
+        ];
+        for (scope, expected) in cases {
+            assert_eq!(key.matches_config(&auth(scope), "demo"), expected, "{scope:?}");
+        }
+    }
+
+    #[test]
+    fn key_differs_by_params_and_client() {
+        let key = CacheKey::new(&auth(None), "demo", 1);
+        let mut with_audience = auth(None);
+        with_audience
+            .token_params
+            .insert("audience".to_owned(), "https://a.example".to_owned());
+        assert!(!key.matches_config(&with_audience, "demo"));
+        assert!(!key.matches_config(&auth(None), "other"));
+        assert!(key.matches_config(&auth(None), "demo"));
+    }
+
+    #[test]
+    fn slot_is_replaced_when_config_changes() {
+        let cache = Cache::default();
+        let id = DataSourceId(uuid_from(7));
+        let first = cache.slot(id, &auth(Some("a")), "demo", 1);
+        let same = cache.slot(id, &auth(Some("a")), "demo", 1);
+        let other_scope = cache.slot(id, &auth(Some("b")), "demo", 1);
+        assert!(Arc::ptr_eq(&first, &same));
+        assert!(!Arc::ptr_eq(&first, &other_scope));
+    }
+
+    #[test]
+    fn newer_slot_serves_older_version() {
+        let cache = Cache::default();
+        let id = DataSourceId(uuid_from(8));
+        let newer = cache.slot(id, &auth(None), "demo", 5);
+        let older_request = cache.slot(id, &auth(None), "demo", 4);
+        let newer_request = cache.slot(id, &auth(None), "demo", 6);
+        assert!(Arc::ptr_eq(&newer, &older_request));
+        assert!(!Arc::ptr_eq(&newer, &newer_request));
+    }
+
+    fn uuid_from(value: u128) -> uuid::Uuid {
+        uuid::Uuid::from_u128(value)
+    }
+}
