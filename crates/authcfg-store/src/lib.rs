@@ -2,342 +2,333 @@
 //!
 //! A [`Store`] is one SQLite file. Every secret in it (client secrets,
 //! passwords, refresh tokens) is sealed with XChaCha20-Poly1305 under a random
-//! data key; the data key is wrapped by a key-encryption key that Argon2id
+//! data key. The data key is wrapped by a key-encryption key that Argon2id
 //! derives from the operator's master key once, when the store is opened.
 //!
 //! All calls are synchronous and may block on disk I/O and SQLite locks. Async
 //! callers must run them off the executor, for example with
 //! `tokio::task::spawn_blocking` or `actix_web::web::block`. A [`Store`] is
-//! cheap to clone and can be shared between threads: it keeps a small pool of
-//! connections so that concurrent readers do not wait for each other.
+//! cheap to clone and can be shared between threads: it keeps a pool of
+//! connections so that concurrent readers do not wait for each other, while
+//! SQLite serializes writers (waiting up to the busy timeout).
+//!
+//! The file uses WAL journaling with `synchronous = FULL`: a call that
+//! returned `Ok` has its write on disk, so it survives a process crash and a
+//! power loss.
+//!
+//! ```no_run
+//! use authcfg_model::{AuthConfig, CreateDataSource, Credentials, SecretString};
+//! use authcfg_store::{MasterKey, Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), authcfg_store::Error> {
+//! let key = MasterKey::Passphrase(SecretString::new("correct horse battery staple"));
+//! let store = Store::open("authcfg.db".as_ref(), &key, &StoreOptions::default())?;
+//! store.create_datasource(&CreateDataSource {
+//!     name: "crm".to_owned(),
+//!     description: None,
+//!     base_url: None,
+//!     auth: AuthConfig::basic(),
+//! })?;
+//! store.put_credentials("crm", &Credentials::new("reporting", "s3cret"))?;
+//! let unsealed = store.unseal_credentials("crm")?;
+//! # Ok(())
+//! # }
+//! ```
 
+mod audit;
+mod convert;
+mod credentials;
+mod crypto;
+mod datasources;
 mod error;
+mod keyring;
 mod options;
+mod pool;
+mod schema;
+mod tokens;
 mod types;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-use authcfg_model::{
-    ApiTokenInfo, AuditEvent, CreateDataSource, Credentials, CredentialsSummary, DataSource,
-    DataSourceId, Role, SecretString,
-};
-use time::OffsetDateTime;
+use rusqlite::{Connection, DatabaseName, OpenFlags};
 
+pub use crypto::bench as __bench;
 pub use error::Error;
+pub use tokens::API_TOKEN_PREFIX;
 pub use options::{Argon2Params, MasterKey, StoreOptions};
 pub use types::{
     DataKeyState, DataKeyStatus, KeyStatus, NewAuditEvent, Page, RotationProgress,
     RotationReport, UnsealedCredentials,
 };
 
+use crate::crypto::{check_argon2_params, master_key_bytes};
+use crate::keyring::Keys;
+use crate::pool::{open_connection, Pool};
+use crate::schema::{schema_version, APPLICATION_ID, LATEST_VERSION};
+
+/// The newest schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = LATEST_VERSION;
+
+/// Largest page a listing returns, whatever `limit` asks for.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
 /// A handle to an open store. Clones share the same connections and keys.
+///
+/// `Debug` prints the path only: keys are never printed.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {}
+/// The state shared by clones of a [`Store`].
+pub(crate) struct Inner {
+    path: PathBuf,
+    pub(crate) pool: Pool,
+    pub(crate) keys: RwLock<Keys>,
+    pub(crate) options: StoreOptions,
+}
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("pool_size", &self.inner.options.pool_size)
+            .finish_non_exhaustive()
     }
 }
 
-fn pending() -> Error {
-    Error::InvalidOptions("this operation is not available yet".to_owned())
+/// What [`Store::open`] found at the path.
+enum FileState {
+    /// No file, an empty file, or a SQLite file without tables: create a store.
+    Fresh,
+    /// An authcfg store, unlocked with the master key.
+    Existing(Keys),
 }
 
 impl Store {
     /// Opens the store at `path`, creating and initializing it when the file
     /// does not exist, and migrating an older schema forward.
     ///
+    /// Argon2id runs here, once: every later call uses the derived keys. An
+    /// existing file is first checked on a read-only connection, so a wrong
+    /// master key, a foreign file or a newer schema leaves it unchanged. A new
+    /// file is created with mode 0600 on Unix.
+    ///
     /// # Errors
     ///
     /// [`Error::WrongMasterKey`] when `key` does not open an existing store (the
-    /// file is left byte-for-byte unchanged), [`Error::NotAStore`],
-    /// [`Error::SchemaTooNew`], [`Error::InvalidMasterKey`], [`Error::Io`] or
-    /// [`Error::Sqlite`].
+    /// file is left byte-for-byte unchanged), [`Error::NotAStore`] for another
+    /// application's SQLite file, [`Error::SchemaTooNew`],
+    /// [`Error::InvalidMasterKey`] for an empty key, [`Error::InvalidOptions`],
+    /// [`Error::Io`] or [`Error::Sqlite`].
     pub fn open(path: &Path, key: &MasterKey, options: &StoreOptions) -> Result<Store, Error> {
-        let _ = (path, key, options, Inner {});
-        Err(pending())
+        if options.pool_size == 0 {
+            return Err(Error::InvalidOptions(
+                "pool_size is 0: use at least 1 connection".to_owned(),
+            ));
+        }
+        check_argon2_params(&options.argon2)?;
+        if !options.argon2.meets_owasp() {
+            tracing::warn!(
+                memory_kib = options.argon2.memory_kib,
+                iterations = options.argon2.iterations,
+                "argon2id parameters are below the OWASP recommendation of m=19456 KiB, t=2"
+            );
+        }
+        let master = master_key_bytes(key)?;
+
+        let state = inspect(path, &master, options)?;
+
+        let mut first = match state {
+            FileState::Fresh => {
+                if !path.exists() {
+                    create_private_file(path)?;
+                }
+                open_connection(path, options.busy_timeout)?
+            }
+            FileState::Existing(_) => open_connection(path, options.busy_timeout)?,
+        };
+        let keys = match state {
+            FileState::Existing(keys) => {
+                schema::migrate_to(&mut first, LATEST_VERSION)?;
+                keys
+            }
+            FileState::Fresh => initialize(&mut first, &master, &options.argon2)?,
+        };
+
+        let mut connections = vec![first];
+        for _ in 1..options.pool_size {
+            connections.push(open_connection(path, options.busy_timeout)?);
+        }
+        tracing::info!(
+            path = %path.display(),
+            schema_version = LATEST_VERSION,
+            pool_size = options.pool_size,
+            "opened the store"
+        );
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool: Pool::new(connections, options.pool_timeout),
+                keys: RwLock::new(keys),
+                options: options.clone(),
+            }),
+        })
     }
 
-    /// Creates a data source after validating the request.
+    /// Returns the path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Copies the store to `dest` with the SQLite online backup API, while
+    /// other calls keep working. The copy holds the same wrapped keys, so it
+    /// opens with the same master key. The file is created with mode 0600 on
+    /// Unix and never overwrites an existing file.
     ///
     /// # Errors
     ///
-    /// [`Error::Validation`] for an invalid request, [`Error::AlreadyExists`]
-    /// when the name is taken.
-    pub fn create_datasource(&self, request: &CreateDataSource) -> Result<DataSource, Error> {
-        let _ = (request, &self.inner);
-        Err(pending())
-    }
-
-    /// Returns the data source named `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when there is none.
-    pub fn get_datasource(&self, name: &str) -> Result<DataSource, Error> {
-        let _ = name;
-        Err(pending())
-    }
-
-    /// Returns the data source with the id `id`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when there is none.
-    pub fn get_datasource_by_id(&self, id: DataSourceId) -> Result<DataSource, Error> {
-        let _ = id;
-        Err(pending())
-    }
-
-    /// Lists data sources ordered by name, starting after `after_name`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`] or [`Error::CorruptRow`].
-    pub fn list_datasources(
-        &self,
-        after_name: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<DataSource>, Error> {
-        let _ = (after_name, limit);
-        Err(pending())
-    }
-
-    /// Replaces a data source when its stored version is `expected_version`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Conflict`] when the version is stale (nothing changes),
-    /// [`Error::NotFound`], [`Error::Validation`].
-    pub fn update_datasource(
-        &self,
-        updated: &DataSource,
-        expected_version: u64,
-    ) -> Result<DataSource, Error> {
-        let _ = (updated, expected_version);
-        Err(pending())
-    }
-
-    /// Deletes a data source and its credentials in one transaction.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when there is none.
-    pub fn delete_datasource(&self, name: &str) -> Result<(), Error> {
-        let _ = name;
-        Err(pending())
-    }
-
-    /// Stores the credentials of a data source, sealing every secret.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`], [`Error::Validation`].
-    pub fn put_credentials(
-        &self,
-        name: &str,
-        credentials: &Credentials,
-    ) -> Result<CredentialsSummary, Error> {
-        let _ = (name, credentials);
-        Err(pending())
-    }
-
-    /// Deletes the credentials of a data source.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when the data source or its credentials do not exist.
-    pub fn delete_credentials(&self, name: &str) -> Result<(), Error> {
-        let _ = name;
-        Err(pending())
-    }
-
-    /// Returns what is stored for a data source's credentials, without secrets.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when the data source does not exist.
-    pub fn credentials_summary(&self, name: &str) -> Result<Option<CredentialsSummary>, Error> {
-        let _ = name;
-        Err(pending())
-    }
-
-    /// Opens the credentials of a data source for the token exchange.
-    ///
-    /// # Security
-    ///
-    /// The result holds plaintext secrets.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`], [`Error::Unseal`].
-    pub fn unseal_credentials(&self, name: &str) -> Result<Option<UnsealedCredentials>, Error> {
-        let _ = name;
-        Err(pending())
-    }
-
-    /// Replaces the refresh token when the credentials version is `expected_version`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Conflict`], [`Error::NotFound`].
-    pub fn rotate_refresh_token(
-        &self,
-        id: DataSourceId,
-        expected_version: u64,
-        new_token: &SecretString,
-    ) -> Result<u64, Error> {
-        let _ = (id, expected_version, new_token);
-        Err(pending())
-    }
-
-    /// Creates an API token and returns its metadata and its value.
-    ///
-    /// # Security
-    ///
-    /// The returned value is shown once; only its SHA-256 hash is stored.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Validation`].
-    pub fn create_api_token(
-        &self,
-        label: &str,
-        role: Role,
-        datasources: &[String],
-    ) -> Result<(ApiTokenInfo, SecretString), Error> {
-        let _ = (label, role, datasources);
-        Err(pending())
-    }
-
-    /// Lists every API token, revoked ones included, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, Error> {
-        Err(pending())
-    }
-
-    /// Revokes an API token.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`].
-    pub fn revoke_api_token(&self, id: &str) -> Result<(), Error> {
-        let _ = id;
-        Err(pending())
-    }
-
-    /// Looks up a presented API token value; a revoked or unknown token gives `None`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn find_api_token(&self, presented: &str) -> Result<Option<ApiTokenInfo>, Error> {
-        let _ = presented;
-        Err(pending())
-    }
-
-    /// Returns the SHA-256 hash and metadata of every token that is not revoked.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn api_token_hashes(&self) -> Result<Vec<([u8; 32], ApiTokenInfo)>, Error> {
-        Err(pending())
-    }
-
-    /// Records when tokens were last used, in one transaction.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn touch_api_tokens(&self, used: &[(String, OffsetDateTime)]) -> Result<(), Error> {
-        let _ = used;
-        Err(pending())
-    }
-
-    /// Appends an event to the audit log and returns its id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Validation`], [`Error::Sqlite`].
-    pub fn record_audit(&self, event: &NewAuditEvent) -> Result<i64, Error> {
-        let _ = event;
-        Err(pending())
-    }
-
-    /// Lists audit events newest first, optionally of one data source.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn list_audit(
-        &self,
-        datasource: Option<&str>,
-        after_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Page<AuditEvent>, Error> {
-        let _ = (datasource, after_id, limit);
-        Err(pending())
-    }
-
-    /// Reports the data keys, their rows and the master key parameters.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`].
-    pub fn key_status(&self) -> Result<KeyStatus, Error> {
-        Err(pending())
-    }
-
-    /// Re-wraps the data keys under a new master key.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WrongMasterKey`] when `old` is wrong.
-    pub fn rotate_master_key(&self, old: &MasterKey, new: &MasterKey) -> Result<(), Error> {
-        let _ = (old, new);
-        Err(pending())
-    }
-
-    /// Creates a new data key and re-encrypts every sealed value with it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unseal`], [`Error::Sqlite`].
-    pub fn rotate_data_key(
-        &self,
-        progress: &mut dyn FnMut(RotationProgress),
-    ) -> Result<RotationReport, Error> {
-        let _ = progress;
-        Err(pending())
-    }
-
-    /// Copies the store to `dest` with the SQLite online backup API.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::BackupDestinationExists`], [`Error::Sqlite`].
+    /// [`Error::BackupDestinationExists`] when `dest` exists, [`Error::Io`] when
+    /// it cannot be created, [`Error::Sqlite`] when the copy fails (the
+    /// partial copy is removed).
     pub fn backup(&self, dest: &Path) -> Result<(), Error> {
-        let _ = dest;
-        Err(pending())
+        create_private_file(dest).map_err(|error| match error {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Error::BackupDestinationExists {
+                    path: dest.to_owned(),
+                }
+            }
+            other => other,
+        })?;
+
+        let connection = self.inner.pool.get()?;
+        if let Err(error) = connection.backup(DatabaseName::Main, dest, None) {
+            // The file was created above by this call, so removing it deletes
+            // only the partial copy.
+            if let Err(remove_error) = std::fs::remove_file(dest) {
+                tracing::warn!(path = %dest.display(), error = %remove_error, "could not remove a failed backup");
+            }
+            return Err(error.into());
+        }
+        tracing::info!(path = %dest.display(), "backed up the store");
+        Ok(())
     }
 
-    /// Returns a counter that grows whenever any process changes data sources,
-    /// credentials, API tokens or keys.
+    /// Returns a counter that grows whenever any process changes a data
+    /// source, credentials, an API token (except its last-used time) or a
+    /// key. Compare it with an earlier value to notice changes made by
+    /// another process, such as the command line. Reading it is one indexed
+    /// row lookup.
     ///
     /// # Errors
     ///
     /// [`Error::Sqlite`].
     pub fn change_counter(&self) -> Result<u64, Error> {
-        Err(pending())
+        let connection = self.inner.pool.get()?;
+        let value: i64 = connection
+            .prepare_cached("SELECT value FROM change_counter WHERE id = 1")?
+            .query_row([], |row| row.get(0))?;
+        convert::from_sql_int("change_counter", "1", value)
+    }
+}
+
+/// Decides whether `path` is new, an authcfg store, or something else, and
+/// unlocks an existing store. Uses a read-only connection only.
+fn inspect(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileState, Error> {
+    let length = match std::fs::metadata(path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if length == 0 {
+        return Ok(FileState::Fresh);
+    }
+
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(options.busy_timeout)?;
+    let not_a_store = || Error::NotAStore {
+        path: path.to_owned(),
+    };
+    let application_id: i64 = connection
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => not_a_store(),
+            _ => Error::Sqlite(error),
+        })?;
+
+    if application_id != APPLICATION_ID {
+        // A file whose creation was interrupted before its first commit has
+        // no tables and no application id: it is finished as a new store.
+        let tables: i64 =
+            connection.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))?;
+        if application_id == 0 && tables == 0 {
+            return Ok(FileState::Fresh);
+        }
+        return Err(not_a_store());
+    }
+
+    let version = schema_version(&connection)?;
+    if version > LATEST_VERSION {
+        return Err(Error::SchemaTooNew {
+            found: version,
+            supported: LATEST_VERSION,
+        });
+    }
+    Ok(FileState::Existing(keyring::unlock(&connection, master)?))
+}
+
+/// Creates the schema and the keyring of a new store in one transaction. When
+/// another process initialized the file first, unlocks it instead.
+fn initialize(
+    connection: &mut Connection,
+    master: &[u8],
+    params: &Argon2Params,
+) -> Result<Keys, Error> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if schema_version(&transaction)? != 0 {
+        drop(transaction);
+        schema::migrate_to(connection, LATEST_VERSION)?;
+        return keyring::unlock(connection, master);
+    }
+
+    schema::apply(&transaction, 0, LATEST_VERSION)?;
+    let keys = keyring::initialize(&transaction, master, params)?;
+    transaction.commit()?;
+    tracing::info!(
+        memory_kib = params.memory_kib,
+        iterations = params.iterations,
+        "created a new store"
+    );
+    Ok(keys)
+}
+
+/// Creates `path` as an empty file readable only by its owner, or accepts an
+/// existing empty file.
+fn create_private_file(path: &Path) -> Result<(), Error> {
+    let mut open_options = OpenOptions::new();
+    open_options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open_options.mode(0o600);
+    }
+    match open_options.open(path) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }

@@ -70,6 +70,9 @@ pub struct StoreOptions {
     /// How long a call waits for a free pooled connection before it fails with
     /// [`Error::PoolTimeout`](crate::Error::PoolTimeout).
     pub pool_timeout: Duration,
+    /// Credentials rows re-encrypted per transaction by a data key rotation.
+    /// Smaller batches hold the write lock for less time.
+    pub rotation_batch_size: usize,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +82,7 @@ impl Default for StoreOptions {
             pool_size: 4,
             busy_timeout: Duration::from_secs(5),
             pool_timeout: Duration::from_secs(30),
+            rotation_batch_size: 256,
         }
     }
 }
