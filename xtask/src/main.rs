@@ -5,6 +5,8 @@
 //! any argument.
 
 mod codegen;
+mod interop;
+mod release;
 
 use std::process::ExitCode;
 
@@ -15,6 +17,10 @@ Commands:
   codegen [--check]   write docs/models/*.md from the model types; with --check,
                       fail when the committed files are stale
   ci                  run the checks of .ci/run (fmt, clippy, tests, codegen, deny)
+  dist                build the release binary into target/dist/ with SHA256SUMS
+  release X.Y.Z       bump every crate's version, date the changelog, run the checks
+  interop [options]   run authcfg against django-oauth-toolkit and oidc-provider,
+                      and schemathesis against its API (`interop --help`)
 ";
 
 fn main() -> ExitCode {
@@ -28,6 +34,9 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "codegen" => codegen::run(rest),
         "ci" => ci(rest),
+        "dist" => release::dist(rest),
+        "release" => release::release(rest),
+        "interop" => interop::run(rest),
         "help" | "--help" | "-h" => {
             print_help();
             return ExitCode::SUCCESS;
