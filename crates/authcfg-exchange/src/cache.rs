@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use authcfg_model::{AuthConfig, AuthMethod, ClientAuthMethod, DataSourceId, GrantType, SecretString};
+use authcfg_model::{
+    AuthConfig, AuthMethod, ClientAuthMethod, DataSourceId, GrantType, SecretString,
+};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -66,15 +68,16 @@ impl CacheKey {
     /// every key token is configured.
     fn scope_matches(&self, configured: &str) -> bool {
         let mut tokens = configured.split(' ').filter(|token| !token.is_empty());
-        if !tokens.all(|token| self.scope.binary_search_by(|key| key.as_str().cmp(token)).is_ok())
-        {
+        if !tokens.all(|token| {
+            self.scope
+                .binary_search_by(|key| key.as_str().cmp(token))
+                .is_ok()
+        }) {
             return false;
         }
-        self.scope.iter().all(|key| {
-            configured
-                .split(' ')
-                .any(|token| token == key.as_str())
-        })
+        self.scope
+            .iter()
+            .all(|key| configured.split(' ').any(|token| token == key.as_str()))
     }
 }
 
@@ -224,7 +227,12 @@ impl Cache {
 
     /// Installs `replacement` for `datasource` if `current` is still its slot.
     /// An invalidation or a config change in the meantime wins.
-    pub(crate) fn replace(&self, datasource: DataSourceId, current: &Arc<Slot>, replacement: Arc<Slot>) {
+    pub(crate) fn replace(
+        &self,
+        datasource: DataSourceId,
+        current: &Arc<Slot>,
+        replacement: Arc<Slot>,
+    ) {
         let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if slots
             .get(&datasource)
@@ -242,11 +250,7 @@ impl Cache {
     }
 
     /// Starts a flight on `slot`, whose state the caller holds locked.
-    pub(crate) fn start_flight(
-        &self,
-        slot: &Arc<Slot>,
-        state: &mut SlotState,
-    ) -> FlightGuard {
+    pub(crate) fn start_flight(&self, slot: &Arc<Slot>, state: &mut SlotState) -> FlightGuard {
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
         state.flight = Some(Flight { id, receiver });
@@ -318,7 +322,10 @@ mod tests {
     use super::*;
 
     fn auth(scope: Option<&str>) -> AuthConfig {
-        let mut auth = AuthConfig::bearer("https://login.example.com/token", GrantType::ClientCredentials);
+        let mut auth = AuthConfig::bearer(
+            "https://login.example.com/token",
+            GrantType::ClientCredentials,
+        );
         auth.scope = scope.map(str::to_owned);
         auth
     }
@@ -335,7 +342,11 @@ mod tests {
             (None, false),
         ];
         for (scope, expected) in cases {
-            assert_eq!(key.matches_config(&auth(scope), "demo"), expected, "{scope:?}");
+            assert_eq!(
+                key.matches_config(&auth(scope), "demo"),
+                expected,
+                "{scope:?}"
+            );
         }
     }
 

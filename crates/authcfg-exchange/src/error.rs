@@ -105,7 +105,10 @@ pub enum Error {
 
     /// Returned when the credentials lack a field the grant needs, such as
     /// `refresh_token` for the refresh_token grant.
-    #[error("credentials lack {}: store them with the credentials", list_fields(fields))]
+    #[error(
+        "credentials lack {}: store them with the credentials",
+        list_fields(fields)
+    )]
     MissingCredentials {
         /// The missing fields.
         fields: Vec<CredentialField>,
@@ -209,9 +212,12 @@ impl Error {
     /// such as `timeout` or `rejected`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Upstream { permanent: true, .. } | Error::HttpStatus { permanent: true, .. } => {
-                "rejected"
+            Error::Upstream {
+                permanent: true, ..
             }
+            | Error::HttpStatus {
+                permanent: true, ..
+            } => "rejected",
             Error::Upstream { .. } | Error::HttpStatus { .. } => "upstream_unavailable",
             Error::Timeout { .. } => "timeout",
             Error::Transport { .. } => "transport",

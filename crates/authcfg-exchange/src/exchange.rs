@@ -162,9 +162,8 @@ pub struct Diagnostics {
 /// The result contains the password, merely encoded.
 pub fn basic_header(user_id: &str, password: &str) -> SecretString {
     let plain = SecretString::new(format!("{user_id}:{password}"));
-    let encoded = SecretString::new(
-        base64::engine::general_purpose::STANDARD.encode(plain.expose_secret()),
-    );
+    let encoded =
+        SecretString::new(base64::engine::general_purpose::STANDARD.encode(plain.expose_secret()));
     SecretString::new(format!("Basic {}", encoded.expose_secret()))
 }
 
@@ -302,7 +301,9 @@ impl Exchange {
                 let usable = state
                     .token
                     .as_ref()
-                    .filter(|token| !request.force_refresh && token.valid_for(now, request.min_valid_for))
+                    .filter(|token| {
+                        !request.force_refresh && token.valid_for(now, request.min_valid_for)
+                    })
                     .cloned();
                 let backoff = state
                     .backoff
@@ -444,24 +445,24 @@ impl Exchange {
             guard.finish(&mut state, published);
         }
         if let Some(replacement) = replacement {
-            inner
-                .cache
-                .replace(request.datasource, &slot, replacement);
+            inner.cache.replace(request.datasource, &slot, replacement);
         }
 
         match result {
             Ok(fetched) => Ok(fetched.token.to_authorization()),
-            Err(error) => match fallback.filter(|token| token.valid_for(now, request.min_valid_for)) {
-                Some(token) => {
-                    tracing::warn!(
-                        datasource = %request.datasource,
-                        kind = error.kind(),
-                        "refresh ahead of expiry failed; serving the still-valid token"
-                    );
-                    Ok(token.to_authorization())
+            Err(error) => {
+                match fallback.filter(|token| token.valid_for(now, request.min_valid_for)) {
+                    Some(token) => {
+                        tracing::warn!(
+                            datasource = %request.datasource,
+                            kind = error.kind(),
+                            "refresh ahead of expiry failed; serving the still-valid token"
+                        );
+                        Ok(token.to_authorization())
+                    }
+                    None => Err(error),
                 }
-                None => Err(error),
-            },
+            }
         }
     }
 
@@ -472,14 +473,21 @@ impl Exchange {
         L: FnOnce() -> F + Send,
         F: Future<Output = Result<LoadedCredentials, BoxError>> + Send,
     {
-        let loaded = load().await.map_err(|error| Error::Load(Arc::from(error)))?;
+        let loaded = load()
+            .await
+            .map_err(|error| Error::Load(Arc::from(error)))?;
         let credentials = &loaded.credentials;
 
         let (token, credentials_version) = match request.auth.method {
             AuthMethod::Basic => (basic_token(credentials)?, loaded.version),
             AuthMethod::Bearer => {
                 let exchanged = self
-                    .exchange_once(request.datasource, request.auth, credentials, loaded.version)
+                    .exchange_once(
+                        request.datasource,
+                        request.auth,
+                        credentials,
+                        loaded.version,
+                    )
                     .await?;
                 (exchanged.token, exchanged.credentials_version)
             }
@@ -514,7 +522,8 @@ impl Exchange {
                 retry_after: response.retry_after,
                 body: &response.body,
             };
-            parse_token_response(&parts, &token_request.secrets).map(|parsed| (parsed, response.status))
+            parse_token_response(&parts, &token_request.secrets)
+                .map(|parsed| (parsed, response.status))
         }
         .await;
         let latency = started.elapsed();
@@ -583,7 +592,9 @@ impl Exchange {
                 );
             }
         }
-        inner.metrics.record_exchange(ExchangeOutcome::Success, latency);
+        inner
+            .metrics
+            .record_exchange(ExchangeOutcome::Success, latency);
 
         let token = self.bearer_token(&parsed, received, received_wall);
         Ok(Exchanged {

@@ -89,12 +89,14 @@ pub(crate) async fn send(
         .and_then(|value| value.to_str().ok())
         .and_then(parse_retry_after);
 
-    let too_large = || Error::InvalidResponse {
+    let too_large = || {
+        Error::InvalidResponse {
         reason: format!(
             "the response body is larger than {} bytes: check token_url, or raise max_response_bytes",
             config.max_response_bytes
         ),
         status: Some(status),
+    }
     };
     if response
         .content_length()
@@ -165,8 +167,7 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date =
-        OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let date = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let delay = date - OffsetDateTime::now_utc();
     Some(Duration::try_from(delay).unwrap_or(Duration::ZERO))
 }

@@ -31,7 +31,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ExchangeConfig;
 pub use error::{BoxError, Error, SharedError};
 pub use exchange::{
-    basic_header, AuthorizeRequest, Authorization, Diagnostics, Exchange, LoadedCredentials,
+    basic_header, Authorization, AuthorizeRequest, Diagnostics, Exchange, LoadedCredentials,
     NoRotation, RefreshTokenSink, TestRequest,
 };
 pub use metrics::{ExchangeOutcome, HistogramSnapshot, MetricsSnapshot, LATENCY_BUCKETS_SECONDS};

@@ -167,9 +167,8 @@ pub(crate) fn client_secret_basic(client_id: &str, client_secret: &str) -> Secre
         form_urlencoded::byte_serialize(client_secret.as_bytes()).collect::<String>(),
     );
     let joined = SecretString::new(format!("{id}:{}", secret.expose_secret()));
-    let encoded = SecretString::new(
-        base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()),
-    );
+    let encoded =
+        SecretString::new(base64::engine::general_purpose::STANDARD.encode(joined.expose_secret()));
     SecretString::new(format!("Basic {}", encoded.expose_secret()))
 }
 
@@ -219,7 +218,10 @@ mod tests {
 
         let request = build_token_request(&auth, &credentials).unwrap();
 
-        assert_eq!(request.body.expose_secret(), "grant_type=client_credentials");
+        assert_eq!(
+            request.body.expose_secret(),
+            "grant_type=client_credentials"
+        );
         assert!(request.authorization.is_some());
     }
 
@@ -236,10 +238,7 @@ mod tests {
                 Some("read write"),
                 "grant_type=client_credentials&scope=read+write",
             ),
-            (
-                Some("a,b c"),
-                "grant_type=client_credentials&scope=a%2Cb+c",
-            ),
+            (Some("a,b c"), "grant_type=client_credentials&scope=a%2Cb+c"),
         ];
         for (scope, expected) in cases {
             let mut auth = bearer(GrantType::ClientCredentials);
@@ -255,7 +254,10 @@ mod tests {
         credentials.password = Some(SecretString::new("pa ss"));
         credentials.refresh_token = Some(SecretString::new("rt-1"));
         let cases = [
-            (GrantType::ClientCredentials, "grant_type=client_credentials"),
+            (
+                GrantType::ClientCredentials,
+                "grant_type=client_credentials",
+            ),
             (
                 GrantType::Password,
                 "grant_type=password&username=alice&password=pa+ss",
@@ -337,7 +339,11 @@ mod tests {
         let mut auth = bearer(GrantType::ClientCredentials);
         auth.client_auth = Some(ClientAuthMethod::ClientSecretPost);
         let request = build_token_request(&auth, &Credentials::new("demo", "s3cr&t")).unwrap();
-        let secrets: Vec<&str> = request.secrets.iter().map(SecretString::expose_secret).collect();
+        let secrets: Vec<&str> = request
+            .secrets
+            .iter()
+            .map(SecretString::expose_secret)
+            .collect();
         assert!(secrets.contains(&"s3cr&t"));
         assert!(secrets.contains(&"s3cr%26t"));
     }

@@ -260,7 +260,9 @@ fn read_seconds(value: &serde_json::Value) -> Option<u64> {
         _ => None,
     };
     if seconds.is_none() {
-        tracing::warn!("token response has an unreadable expires_in; the default lifetime is assumed");
+        tracing::warn!(
+            "token response has an unreadable expires_in; the default lifetime is assumed"
+        );
     }
     seconds.map(|seconds| seconds.min(MAX_LIFETIME.as_secs()))
 }
@@ -333,7 +335,10 @@ mod tests {
         assert_eq!(response.expires_in, Some(3600));
         assert_eq!(response.scope.as_deref(), Some("a b"));
         assert_eq!(
-            response.refresh_token.as_ref().map(SecretString::expose_secret),
+            response
+                .refresh_token
+                .as_ref()
+                .map(SecretString::expose_secret),
             Some("rt-2")
         );
         assert!(!response.token_type_missing);
@@ -358,9 +363,21 @@ mod tests {
     #[test]
     fn lenient_field_forms_are_accepted() {
         let cases = [
-            (r#"{"access_token":"a","expires_in":"3600"}"#, Some(3600), true),
-            (r#"{"access_token":"a","expires_in":59.9,"token_type":"BEARER"}"#, Some(59), false),
-            (r#"{"access_token":"a","expires_in":-5,"token_type":"bearer"}"#, Some(0), false),
+            (
+                r#"{"access_token":"a","expires_in":"3600"}"#,
+                Some(3600),
+                true,
+            ),
+            (
+                r#"{"access_token":"a","expires_in":59.9,"token_type":"BEARER"}"#,
+                Some(59),
+                false,
+            ),
+            (
+                r#"{"access_token":"a","expires_in":-5,"token_type":"bearer"}"#,
+                Some(0),
+                false,
+            ),
             (r#"{"access_token":"a","expires_in":"soon"}"#, None, true),
             (r#"{"access_token":"a","expires_in":null}"#, None, true),
         ];
@@ -381,8 +398,18 @@ mod tests {
     fn error_body_wins_over_status() {
         let cases = [
             (200, r#"{"error":"invalid_grant"}"#, "invalid_grant", true),
-            (400, r#"{"error":"invalid_client","error_description":"bad"}"#, "invalid_client", true),
-            (503, r#"{"error":"temporarily_unavailable"}"#, "temporarily_unavailable", false),
+            (
+                400,
+                r#"{"error":"invalid_client","error_description":"bad"}"#,
+                "invalid_client",
+                true,
+            ),
+            (
+                503,
+                r#"{"error":"temporarily_unavailable"}"#,
+                "temporarily_unavailable",
+                false,
+            ),
             (400, r#"{"error":"custom_thing"}"#, "custom_thing", true),
             (500, r#"{"error":"custom_thing"}"#, "custom_thing", false),
             (200, r#"{"error":{"code":7}}"#, "invalid_response", true),
@@ -412,7 +439,13 @@ mod tests {
 
     #[test]
     fn status_without_error_body_is_classified() {
-        let cases = [(401, true), (404, true), (429, false), (500, false), (503, false)];
+        let cases = [
+            (401, true),
+            (404, true),
+            (429, false),
+            (500, false),
+            (503, false),
+        ];
         for (status, permanent) in cases {
             match parse(status, "text/html", "<html>oops</html>") {
                 Err(Error::HttpStatus {
@@ -450,7 +483,10 @@ mod tests {
             r#"{"access_token":"é"}"#,
         ] {
             let error = parse(200, JSON, body).unwrap_err();
-            assert!(matches!(error, Error::InvalidResponse { .. }), "{body}: {error:?}");
+            assert!(
+                matches!(error, Error::InvalidResponse { .. }),
+                "{body}: {error:?}"
+            );
         }
     }
 

@@ -1,0 +1,1231 @@
+//! End-to-end tests of the exchange against a real token endpoint on loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail by panicking"
+)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authcfg_exchange::{
+    AuthorizeRequest, BoxError, Error, Exchange, ExchangeConfig, ExchangeOutcome,
+    LoadedCredentials, ManualClock, RefreshTokenSink, TestRequest,
+};
+use authcfg_model::{
+    AuthConfig, ClientAuthMethod, Credentials, DataSourceId, GrantType, SecretString,
+};
+use support::{closed_port_url, Reply, TokenServer};
+
+/// Records persisted refresh tokens and returns the next credentials version.
+#[derive(Default)]
+struct RecordingSink {
+    calls: Mutex<Vec<(DataSourceId, u64, String)>>,
+    fail: bool,
+}
+
+impl RefreshTokenSink for RecordingSink {
+    fn persist_refresh_token<'a>(
+        &'a self,
+        datasource: DataSourceId,
+        expected_credentials_version: u64,
+        token: &'a SecretString,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send + 'a>> {
+        self.calls.lock().unwrap().push((
+            datasource,
+            expected_credentials_version,
+            token.expose_secret().to_owned(),
+        ));
+        let result = if self.fail {
+            Err(BoxError::from("version conflict"))
+        } else {
+            Ok(expected_credentials_version + 1)
+        };
+        Box::pin(ready(result))
+    }
+}
+
+struct Harness {
+    exchange: Exchange,
+    clock: Arc<ManualClock>,
+    sink: Arc<RecordingSink>,
+    loads: Arc<AtomicUsize>,
+}
+
+type Loader = Box<dyn FnOnce() -> Ready<Result<LoadedCredentials, BoxError>> + Send>;
+
+fn test_config() -> ExchangeConfig {
+    ExchangeConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        refresh_margin: Duration::from_secs(10),
+        default_lifetime: Duration::from_secs(600),
+        backoff_initial: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(60),
+        proxy_from_env: false,
+        ..ExchangeConfig::default()
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(test_config(), RecordingSink::default())
+    }
+
+    fn with(config: ExchangeConfig, sink: RecordingSink) -> Self {
+        let clock = Arc::new(ManualClock::new());
+        let sink = Arc::new(sink);
+        let exchange = Exchange::with_clock(config, sink.clone(), clock.clone()).unwrap();
+        Self {
+            exchange,
+            clock,
+            sink,
+            loads: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A loader of `demo`/`secret` credentials at `version`.
+    fn load(&self, version: u64) -> Loader {
+        self.load_with(version, || Credentials::new("demo", "secret"))
+    }
+
+    fn load_with(
+        &self,
+        version: u64,
+        make: impl FnOnce() -> Credentials + Send + 'static,
+    ) -> Loader {
+        let loads = Arc::clone(&self.loads);
+        Box::new(move || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            ready(Ok(LoadedCredentials {
+                credentials: make(),
+                version,
+            }))
+        })
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    async fn bearer(&self, auth: &AuthConfig) -> Result<String, Error> {
+        self.exchange
+            .authorize(&request(auth, 1), self.load(1))
+            .await
+            .map(|authorization| authorization.value.expose_secret().to_owned())
+    }
+}
+
+fn datasource() -> DataSourceId {
+    DataSourceId(uuid::Uuid::from_u128(0x5eed))
+}
+
+fn request(auth: &AuthConfig, version: u64) -> AuthorizeRequest<'_> {
+    AuthorizeRequest {
+        datasource: datasource(),
+        auth,
+        client_id: "demo",
+        credentials_version: version,
+        min_valid_for: Duration::ZERO,
+        force_refresh: false,
+    }
+}
+
+fn client_credentials(server: &TokenServer) -> AuthConfig {
+    AuthConfig::bearer(server.url(), GrantType::ClientCredentials)
+}
+
+fn with_refresh_token(token: &'static str) -> impl FnOnce() -> Credentials + Send + 'static {
+    move || {
+        let mut credentials = Credentials::new("demo", "secret");
+        credentials.refresh_token = Some(SecretString::new(token));
+        credentials
+    }
+}
+
+// Basic.
+
+#[tokio::test]
+async fn basic_header_is_computed_and_cached() {
+    let harness = Harness::new();
+    let auth = AuthConfig::basic();
+    let basic_request = AuthorizeRequest {
+        client_id: "apikey",
+        ..request(&auth, 1)
+    };
+
+    for _ in 0..3 {
+        let authorization = harness
+            .exchange
+            .authorize(
+                &basic_request,
+                harness.load_with(1, || Credentials::new("apikey", "")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(authorization.value.expose_secret(), "Basic YXBpa2V5Og==");
+        assert_eq!(authorization.token_type, "Basic");
+        assert_eq!(authorization.expires_at, None);
+    }
+
+    assert_eq!(harness.loads(), 1);
+    assert_eq!(harness.exchange.metrics().cache_hits, 2);
+}
+
+#[tokio::test]
+async fn basic_header_follows_credentials_version() {
+    let harness = Harness::new();
+    let auth = AuthConfig::basic();
+    let basic_request = |version| AuthorizeRequest {
+        client_id: "u",
+        ..request(&auth, version)
+    };
+
+    let first = harness
+        .exchange
+        .authorize(
+            &basic_request(1),
+            harness.load_with(1, || Credentials::new("u", "old")),
+        )
+        .await
+        .unwrap();
+    let second = harness
+        .exchange
+        .authorize(
+            &basic_request(2),
+            harness.load_with(2, || Credentials::new("u", "new")),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(first.value.expose_secret(), "Basic dTpvbGQ=");
+    assert_eq!(second.value.expose_secret(), "Basic dTpuZXc=");
+}
+
+// The token request on the wire.
+
+#[tokio::test]
+async fn client_secret_basic_header_on_the_wire() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, || Credentials::new("svc@corp", "p+ss/w:rd%=!")),
+        )
+        .await
+        .unwrap();
+
+    let recorded = server.last();
+    assert_eq!(recorded.method, "POST");
+    assert_eq!(recorded.path, "/oauth/token");
+    assert_eq!(
+        recorded.header("authorization"),
+        Some("Basic c3ZjJTQwY29ycDpwJTJCc3MlMkZ3JTNBcmQlMjUlM0QlMjE=")
+    );
+    assert_eq!(recorded.body, "grant_type=client_credentials");
+    assert_eq!(recorded.header("accept"), Some("application/json"));
+    assert_eq!(
+        recorded.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+}
+
+#[tokio::test]
+async fn client_secret_post_body_on_the_wire() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let mut auth = client_credentials(&server);
+    auth.client_auth = Some(ClientAuthMethod::ClientSecretPost);
+
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, || Credentials::new("demo", "s3cr&t")),
+        )
+        .await
+        .unwrap();
+
+    let recorded = server.last();
+    assert_eq!(
+        recorded.body,
+        "grant_type=client_credentials&client_id=demo&client_secret=s3cr%26t"
+    );
+    assert_eq!(recorded.header("authorization"), None);
+    assert!(!recorded.path.contains("secret"), "{}", recorded.path);
+}
+
+/// A configured scope, token_params, and the expected body.
+type ScopeCase = (
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[tokio::test]
+async fn scope_and_token_params_on_the_wire() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let cases: [ScopeCase; 4] = [
+        (None, &[], "grant_type=client_credentials"),
+        (
+            Some("https://graph.microsoft.com/.default"),
+            &[],
+            "grant_type=client_credentials&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default",
+        ),
+        (
+            Some("read:a,b write"),
+            &[],
+            "grant_type=client_credentials&scope=read%3Aa%2Cb+write",
+        ),
+        (
+            Some("read"),
+            &[("audience", "https://api.example.com")],
+            "grant_type=client_credentials&scope=read&audience=https%3A%2F%2Fapi.example.com",
+        ),
+    ];
+
+    for (scope, params, expected) in cases {
+        let harness = Harness::new();
+        let mut auth = client_credentials(&server);
+        auth.scope = scope.map(str::to_owned);
+        auth.token_params = params
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect::<BTreeMap<_, _>>();
+
+        harness.bearer(&auth).await.unwrap();
+
+        assert_eq!(server.last().body, expected, "scope {scope:?}");
+    }
+}
+
+#[tokio::test]
+async fn password_and_refresh_grants_on_the_wire() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, || {
+                let mut credentials = Credentials::new("demo", "secret");
+                credentials.username = Some("alice".to_owned());
+                credentials.password = Some(SecretString::new("p&ss"));
+                credentials
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        server.last().body,
+        "grant_type=password&username=alice&password=p%26ss"
+    );
+
+    for grant_type in [GrantType::RefreshToken, GrantType::AuthorizationCode] {
+        let harness = Harness::new();
+        let auth = AuthConfig::bearer(server.url(), grant_type);
+        harness
+            .exchange
+            .authorize(
+                &request(&auth, 1),
+                harness.load_with(1, with_refresh_token("rt-1")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            server.last().body,
+            "grant_type=refresh_token&refresh_token=rt-1",
+            "grant {grant_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn implicit_grant_is_a_clear_error() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let mut auth = client_credentials(&server);
+    auth.grant_type = Some(GrantType::Implicit);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    assert!(error.is_permanent(), "{error:?}");
+    assert!(error.to_string().contains("implicit"), "{error}");
+    assert_eq!(server.count(), 0);
+}
+
+#[tokio::test]
+async fn missing_refresh_token_is_reported() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::RefreshToken);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    match error {
+        Error::MissingCredentials { fields } => {
+            assert_eq!(fields, vec![authcfg_model::CredentialField::RefreshToken]);
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(server.count(), 0);
+}
+
+// The token response.
+
+#[tokio::test]
+async fn form_encoded_response_is_parsed() {
+    let server = TokenServer::start(
+        Reply::json(
+            200,
+            "access_token=gho_abc123&scope=repo%2Cgist&token_type=bearer",
+        )
+        .content_type("application/x-www-form-urlencoded; charset=utf-8"),
+    )
+    .await;
+    let harness = Harness::new();
+
+    let authorization = harness
+        .exchange
+        .authorize(&request(&client_credentials(&server), 1), harness.load(1))
+        .await
+        .unwrap();
+
+    assert_eq!(authorization.value.expose_secret(), "Bearer gho_abc123");
+    assert_eq!(authorization.scope.as_deref(), Some("repo,gist"));
+    assert!(authorization.lifetime_assumed);
+}
+
+#[tokio::test]
+async fn ok_status_with_error_body_is_an_error() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"error":"invalid_client","error_description":"unknown client"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    assert_eq!(error.rfc_error_code(), Some("invalid_client"));
+    assert_eq!(error.upstream_status(), Some(200));
+    assert!(error.is_permanent());
+
+    // The error was not cached as a token: once the back-off is over, the
+    // next call asks the endpoint again.
+    harness.clock.advance(Duration::from_secs(120));
+    server.set(Reply::token("at-ok", 3600));
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-ok");
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn ok_status_with_empty_object_is_an_error() {
+    let server = TokenServer::start(Reply::json(200, "{}")).await;
+    let harness = Harness::new();
+
+    let error = harness
+        .bearer(&client_credentials(&server))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn error_classes_are_reported() {
+    let cases = [
+        (
+            Reply::json(400, r#"{"error":"invalid_grant"}"#),
+            true,
+            Some("invalid_grant"),
+        ),
+        (
+            Reply::json(401, r#"{"error":"invalid_client"}"#),
+            true,
+            Some("invalid_client"),
+        ),
+        (
+            Reply::json(400, r#"{"error":"invalid_scope"}"#),
+            true,
+            Some("invalid_scope"),
+        ),
+        (
+            Reply::json(503, r#"{"error":"temporarily_unavailable"}"#),
+            false,
+            Some("temporarily_unavailable"),
+        ),
+        (
+            Reply::json(500, "<html>down</html>").content_type("text/html"),
+            false,
+            None,
+        ),
+        (Reply::json(429, ""), false, None),
+        (
+            Reply::json(404, "not found").content_type("text/plain"),
+            true,
+            None,
+        ),
+    ];
+    for (reply, permanent, code) in cases {
+        let status = reply.status;
+        let server = TokenServer::start(reply).await;
+        let harness = Harness::new();
+
+        let error = harness
+            .bearer(&client_credentials(&server))
+            .await
+            .unwrap_err();
+
+        assert_eq!(
+            error.is_permanent(),
+            permanent,
+            "status {status}: {error:?}"
+        );
+        assert_eq!(error.rfc_error_code(), code, "status {status}");
+        assert_eq!(error.upstream_status(), Some(status), "status {status}");
+        assert!(!error.is_timeout(), "status {status}");
+    }
+}
+
+#[tokio::test]
+async fn token_types_other_than_bearer_are_rejected() {
+    for token_type in ["mac", "DPoP"] {
+        let server = TokenServer::start(Reply::json(
+            200,
+            &format!(r#"{{"access_token":"at","token_type":"{token_type}","expires_in":60}}"#),
+        ))
+        .await;
+        let harness = Harness::new();
+
+        let error = harness
+            .bearer(&client_credentials(&server))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, Error::UnsupportedTokenType { token_type: actual } if actual == token_type),
+            "{error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_token_type_is_taken_as_bearer() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-1","expires_in":60}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+
+    let authorization = harness
+        .exchange
+        .authorize(&request(&client_credentials(&server), 1), harness.load(1))
+        .await
+        .unwrap();
+
+    assert_eq!(authorization.value.expose_secret(), "Bearer at-1");
+    assert_eq!(authorization.token_type, "Bearer");
+}
+
+#[tokio::test]
+async fn missing_expires_in_assumes_default_lifetime() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-1","token_type":"Bearer"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    let authorization = harness
+        .exchange
+        .authorize(&request(&auth, 1), harness.load(1))
+        .await
+        .unwrap();
+
+    assert!(authorization.lifetime_assumed);
+    // The default lifetime is 600 s and the margin 10 s.
+    let remaining = authorization.expires_at.unwrap() - time::OffsetDateTime::now_utc();
+    assert!(remaining <= time::Duration::seconds(590), "{remaining}");
+    assert!(remaining > time::Duration::seconds(580), "{remaining}");
+
+    // The assumed lifetime ends like a real one.
+    harness.clock.advance(Duration::from_secs(600));
+    harness.bearer(&auth).await.unwrap();
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn zero_expires_in_is_used_once() {
+    let server = TokenServer::start(Reply::token("at-once", 0)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-once");
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-once");
+
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn oversized_response_is_rejected() {
+    let big = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(2048));
+    let server = TokenServer::start(Reply::json(200, &big)).await;
+    let harness = Harness::with(
+        ExchangeConfig {
+            max_response_bytes: 1024,
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+
+    let error = harness
+        .bearer(&client_credentials(&server))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
+    assert!(error.to_string().contains("1024"), "{error}");
+}
+
+// Rotation.
+
+#[tokio::test]
+async fn rotated_refresh_token_is_persisted_and_cached_under_new_version() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-2"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::RefreshToken);
+
+    let first = harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, with_refresh_token("rt-1")),
+        )
+        .await
+        .unwrap();
+    let second = harness
+        .exchange
+        .authorize(
+            &request(&auth, 5),
+            harness.load_with(5, with_refresh_token("rt-2")),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(first.value.expose_secret(), "Bearer at-1");
+    assert_eq!(second.value.expose_secret(), "Bearer at-1");
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![(datasource(), 4, "rt-2".to_owned())]
+    );
+    assert_eq!(server.count(), 1);
+    assert_eq!(harness.loads(), 1);
+}
+
+#[tokio::test]
+async fn response_without_refresh_token_keeps_the_old_one() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::RefreshToken);
+
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, with_refresh_token("rt-1")),
+        )
+        .await
+        .unwrap();
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, with_refresh_token("rt-1")),
+        )
+        .await
+        .unwrap();
+
+    assert!(harness.sink.calls.lock().unwrap().is_empty());
+    assert_eq!(server.count(), 1);
+}
+
+#[tokio::test]
+async fn failed_persist_withholds_the_token() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-1","expires_in":3600,"refresh_token":"rt-2"}"#,
+    ))
+    .await;
+    let harness = Harness::with(
+        test_config(),
+        RecordingSink {
+            fail: true,
+            ..RecordingSink::default()
+        },
+    );
+    let auth = AuthConfig::bearer(server.url(), GrantType::RefreshToken);
+
+    let error = harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, with_refresh_token("rt-1")),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, Error::Persist(_)), "{error:?}");
+    assert_eq!(
+        harness
+            .exchange
+            .metrics()
+            .exchanges_with(ExchangeOutcome::PersistFailed),
+        1
+    );
+
+    // Nothing was cached: after the back-off, the endpoint is asked again.
+    harness.clock.advance(Duration::from_secs(120));
+    let retry = harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, with_refresh_token("rt-1")),
+        )
+        .await;
+    assert!(retry.is_err());
+    assert_eq!(server.count(), 2);
+}
+
+// HTTP failures.
+
+#[tokio::test]
+async fn redirect_is_refused_and_not_followed() {
+    let elsewhere = TokenServer::start(Reply::token("stolen", 3600)).await;
+    let server =
+        TokenServer::start(Reply::json(302, "").header("Location", &elsewhere.url())).await;
+    let harness = Harness::new();
+
+    let error = harness
+        .bearer(&client_credentials(&server))
+        .await
+        .unwrap_err();
+
+    match &error {
+        Error::Redirect { status, location } => {
+            assert_eq!(*status, 302);
+            assert_eq!(location.as_deref(), Some(elsewhere.url().as_str()));
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(error.to_string().contains(&elsewhere.url()), "{error}");
+    assert_eq!(server.count(), 1);
+    assert_eq!(elsewhere.count(), 0);
+}
+
+#[tokio::test]
+async fn slow_endpoint_times_out() {
+    let server = TokenServer::start(Reply::token("late", 3600).delay(Duration::from_secs(5))).await;
+    let harness = Harness::with(
+        ExchangeConfig {
+            request_timeout: Duration::from_millis(300),
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+
+    let error = harness
+        .bearer(&client_credentials(&server))
+        .await
+        .unwrap_err();
+
+    assert!(error.is_timeout(), "{error:?}");
+    assert!(!error.is_permanent());
+    assert_eq!(
+        harness
+            .exchange
+            .metrics()
+            .exchanges_with(ExchangeOutcome::Timeout),
+        1
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_transient() {
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(closed_port_url().await, GrantType::ClientCredentials);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(!error.is_permanent());
+}
+
+#[tokio::test]
+async fn errors_never_contain_secrets() {
+    let server = TokenServer::start(Reply::json(
+        401,
+        r#"{"error":"invalid_client","error_description":"client secret hunter2-secret does not match"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let mut auth = client_credentials(&server);
+    auth.client_auth = Some(ClientAuthMethod::ClientSecretPost);
+
+    let error = harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, || Credentials::new("demo", "hunter2-secret")),
+        )
+        .await
+        .unwrap_err();
+
+    let display = error.to_string();
+    let debug = format!("{error:?}");
+    assert!(!display.contains("hunter2"), "{display}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(display.contains("[redacted]"), "{display}");
+}
+
+// Cache.
+
+#[tokio::test]
+async fn cache_hit_skips_loader_and_endpoint() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    for _ in 0..5 {
+        assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    }
+
+    assert_eq!(server.count(), 1);
+    assert_eq!(harness.loads(), 1);
+    let metrics = harness.exchange.metrics();
+    assert_eq!(metrics.cache_hits, 4);
+    assert_eq!(metrics.cache_misses, 1);
+    assert_eq!(metrics.exchanges_with(ExchangeOutcome::Success), 1);
+    assert_eq!(metrics.latency.count, 1);
+    assert_eq!(
+        metrics.latency.buckets.last().map(|bucket| bucket.1),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn token_expires_after_lifetime_minus_margin() {
+    let server = TokenServer::start(Reply::token("at-1", 100)).await;
+    let harness = Harness::with(
+        ExchangeConfig {
+            refresh_margin: Duration::from_secs(10),
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+    let auth = client_credentials(&server);
+
+    harness.bearer(&auth).await.unwrap();
+    harness.clock.advance(Duration::from_secs(74));
+    harness.bearer(&auth).await.unwrap();
+    assert_eq!(server.count(), 1, "still fresh at 74 s of 100 s");
+
+    harness.clock.advance(Duration::from_secs(17));
+    server.set(Reply::token("at-2", 100));
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-2");
+    assert_eq!(
+        server.count(),
+        2,
+        "expired at 91 s: 100 s minus the 10 s margin"
+    );
+}
+
+#[tokio::test]
+async fn refresh_ahead_serves_old_token_meanwhile() {
+    let server = TokenServer::start(Reply::token("at-1", 100)).await;
+    let harness = Harness::new();
+    let auth = Arc::new(client_credentials(&server));
+
+    harness.bearer(&auth).await.unwrap();
+    // 25 % of 100 s is more than the 10 s margin, so refresh starts at 75 s.
+    harness.clock.advance(Duration::from_secs(80));
+    server.set(Reply::token("at-2", 100).delay(Duration::from_millis(300)));
+
+    let refresher = {
+        let exchange = harness.exchange.clone();
+        let auth = Arc::clone(&auth);
+        let load = harness.load(1);
+        tokio::spawn(async move {
+            exchange
+                .authorize(&request(&auth, 1), load)
+                .await
+                .map(|authorization| authorization.value.expose_secret().to_owned())
+        })
+    };
+    server.wait_for_count(2).await;
+
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    assert_eq!(refresher.await.unwrap().unwrap(), "Bearer at-2");
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-2");
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn failed_refresh_ahead_serves_valid_token_during_backoff() {
+    let server = TokenServer::start(Reply::token("at-1", 100)).await;
+    // With jitter the first back-off lasts 15 to 30 s.
+    let harness = Harness::with(
+        ExchangeConfig {
+            backoff_initial: Duration::from_secs(30),
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+    let auth = client_credentials(&server);
+
+    harness.bearer(&auth).await.unwrap();
+    harness.clock.advance(Duration::from_secs(80));
+    server.set(Reply::json(503, r#"{"error":"temporarily_unavailable"}"#));
+
+    // The refreshing caller falls back to the still-valid token, and so does
+    // the next caller during the back-off, without a request.
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    assert_eq!(server.count(), 2);
+
+    // Past the token's validity and within the back-off: the failure shows.
+    harness.clock.advance(Duration::from_secs(11));
+    let error = harness.bearer(&auth).await.unwrap_err();
+    assert!(matches!(error, Error::BackingOff { .. }), "{error:?}");
+    assert_eq!(error.rfc_error_code(), Some("temporarily_unavailable"));
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn backoff_honours_retry_after() {
+    let server = TokenServer::start(
+        Reply::json(503, r#"{"error":"temporarily_unavailable"}"#).header("Retry-After", "120"),
+    )
+    .await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    let first = harness.bearer(&auth).await.unwrap_err();
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(120)));
+
+    harness.clock.advance(Duration::from_secs(100));
+    let second = harness.bearer(&auth).await.unwrap_err();
+    match &second {
+        Error::BackingOff { retry_after, .. } => {
+            assert_eq!(*retry_after, Duration::from_secs(20));
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(server.count(), 1);
+    assert_eq!(harness.exchange.metrics().backoff_rejections, 1);
+
+    harness.clock.advance(Duration::from_secs(21));
+    server.set(Reply::token("at-1", 3600));
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn min_valid_for_and_force_refresh_fetch_new_token() {
+    let server = TokenServer::start(Reply::token("at-1", 100)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+    harness.bearer(&auth).await.unwrap();
+
+    server.set(Reply::token("at-2", 3600));
+    let long = AuthorizeRequest {
+        min_valid_for: Duration::from_secs(200),
+        ..request(&auth, 1)
+    };
+    let authorization = harness
+        .exchange
+        .authorize(&long, harness.load(1))
+        .await
+        .unwrap();
+    assert_eq!(authorization.value.expose_secret(), "Bearer at-2");
+
+    server.set(Reply::token("at-3", 3600));
+    let forced = AuthorizeRequest {
+        force_refresh: true,
+        ..request(&auth, 1)
+    };
+    let authorization = harness
+        .exchange
+        .authorize(&forced, harness.load(1))
+        .await
+        .unwrap();
+    assert_eq!(authorization.value.expose_secret(), "Bearer at-3");
+
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-3");
+    assert_eq!(server.count(), 3);
+}
+
+#[tokio::test]
+async fn key_changes_and_invalidation_fetch_new_token() {
+    let server = TokenServer::start(Reply::token("at", 3600)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+    harness.bearer(&auth).await.unwrap();
+
+    let mut other_scope = auth.clone();
+    other_scope.scope = Some("admin".to_owned());
+    harness.bearer(&other_scope).await.unwrap();
+    assert_eq!(server.count(), 2, "a scope change needs a new token");
+
+    let mut other_audience = other_scope.clone();
+    other_audience
+        .token_params
+        .insert("audience".to_owned(), "https://b.example".to_owned());
+    harness.bearer(&other_audience).await.unwrap();
+    assert_eq!(server.count(), 3, "an audience change needs a new token");
+
+    harness
+        .exchange
+        .authorize(&request(&other_audience, 2), harness.load(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.count(),
+        4,
+        "a new credentials version needs a new token"
+    );
+
+    harness.exchange.invalidate(datasource());
+    harness
+        .exchange
+        .authorize(&request(&other_audience, 2), harness.load(2))
+        .await
+        .unwrap();
+    assert_eq!(server.count(), 5, "invalidation drops the token");
+}
+
+#[tokio::test]
+async fn load_failure_is_reported_without_backoff() {
+    let server = TokenServer::start(Reply::token("at", 3600)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    let error = harness
+        .exchange
+        .authorize(&request(&auth, 1), || {
+            ready(Err::<LoadedCredentials, BoxError>(BoxError::from(
+                "store closed",
+            )))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Load(_)), "{error:?}");
+
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at");
+    assert_eq!(server.count(), 1);
+}
+
+// Single flight.
+
+async fn stampede(
+    harness: &Harness,
+    auth: Arc<AuthConfig>,
+    callers: usize,
+) -> Vec<Result<String, Error>> {
+    let mut tasks = Vec::with_capacity(callers);
+    for _ in 0..callers {
+        let exchange = harness.exchange.clone();
+        let auth = Arc::clone(&auth);
+        let load = harness.load(1);
+        tasks.push(tokio::spawn(async move {
+            exchange
+                .authorize(&request(&auth, 1), load)
+                .await
+                .map(|authorization| authorization.value.expose_secret().to_owned())
+        }));
+    }
+    let mut results = Vec::with_capacity(callers);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_sends_one_request() {
+    let server =
+        TokenServer::start(Reply::token("at-1", 3600).delay(Duration::from_millis(500))).await;
+    let harness = Harness::new();
+    let auth = Arc::new(client_credentials(&server));
+
+    let results = stampede(&harness, auth, 1000).await;
+
+    assert_eq!(server.count(), 1);
+    assert_eq!(harness.loads(), 1);
+    assert_eq!(results.len(), 1000);
+    for result in results {
+        assert_eq!(result.unwrap(), "Bearer at-1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_shares_the_error() {
+    let server = TokenServer::start(
+        Reply::json(400, r#"{"error":"invalid_client"}"#).delay(Duration::from_millis(500)),
+    )
+    .await;
+    let harness = Harness::new();
+    let auth = Arc::new(client_credentials(&server));
+
+    let results = stampede(&harness, auth, 1000).await;
+
+    assert_eq!(server.count(), 1);
+    for result in results {
+        let error = result.unwrap_err();
+        assert_eq!(error.rfc_error_code(), Some("invalid_client"), "{error:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_leader_hands_over_to_waiter() {
+    let server = TokenServer::start(Reply::token("at-2", 3600)).await;
+    server.push(Reply::token("at-1", 3600).delay(Duration::from_secs(5)));
+    let harness = Harness::new();
+    let auth = Arc::new(client_credentials(&server));
+
+    let spawn_caller = || {
+        let exchange = harness.exchange.clone();
+        let auth = Arc::clone(&auth);
+        let load = harness.load(1);
+        tokio::spawn(async move {
+            exchange
+                .authorize(&request(&auth, 1), load)
+                .await
+                .map(|authorization| authorization.value.expose_secret().to_owned())
+        })
+    };
+    let leader = spawn_caller();
+    server.wait_for_count(1).await;
+    let waiter = spawn_caller();
+    while harness.exchange.metrics().cache_misses < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    leader.abort();
+
+    assert_eq!(waiter.await.unwrap().unwrap(), "Bearer at-2");
+    assert_eq!(server.count(), 2);
+}
+
+// Connection test.
+
+#[tokio::test]
+async fn test_reports_success_without_token() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-secret-value","token_type":"bearer","expires_in":3599,"scope":"read"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+    let credentials = Credentials::new("demo", "secret");
+
+    let diagnostics = harness
+        .exchange
+        .test(&TestRequest {
+            datasource: datasource(),
+            auth: &auth,
+            credentials: &credentials,
+            credentials_version: 1,
+        })
+        .await;
+
+    assert!(diagnostics.ok);
+    assert_eq!(diagnostics.http_status, Some(200));
+    assert_eq!(diagnostics.expires_in, Some(3599));
+    assert_eq!(diagnostics.scope.as_deref(), Some("read"));
+    assert_eq!(diagnostics.token_type.as_deref(), Some("Bearer"));
+    assert_eq!(diagnostics.error, None);
+    assert!(!format!("{diagnostics:?}").contains("at-secret-value"));
+}
+
+#[tokio::test]
+async fn test_reports_rfc_error() {
+    let server = TokenServer::start(Reply::json(
+        401,
+        r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+    let credentials = Credentials::new("demo", "secret");
+    let test = TestRequest {
+        datasource: datasource(),
+        auth: &auth,
+        credentials: &credentials,
+        credentials_version: 1,
+    };
+
+    // A test is never held back by the back-off of an earlier one.
+    let first = harness.exchange.test(&test).await;
+    let second = harness.exchange.test(&test).await;
+
+    assert!(!first.ok);
+    assert_eq!(first.http_status, Some(401));
+    assert_eq!(first.error.as_deref(), Some("invalid_client"));
+    assert_eq!(
+        first.error_description.as_deref(),
+        Some("client authentication failed")
+    );
+    assert_eq!(first.error_kind, Some("rejected"));
+    assert_eq!(second.error.as_deref(), Some("invalid_client"));
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn test_reports_timeout() {
+    let server = TokenServer::start(Reply::token("late", 3600).delay(Duration::from_secs(5))).await;
+    let harness = Harness::with(
+        ExchangeConfig {
+            request_timeout: Duration::from_millis(200),
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+    let auth = client_credentials(&server);
+    let credentials = Credentials::new("demo", "secret");
+
+    let diagnostics = harness
+        .exchange
+        .test(&TestRequest {
+            datasource: datasource(),
+            auth: &auth,
+            credentials: &credentials,
+            credentials_version: 1,
+        })
+        .await;
+
+    assert!(!diagnostics.ok);
+    assert_eq!(diagnostics.error_kind, Some("timeout"));
+    assert_eq!(diagnostics.http_status, None);
+}
