@@ -1,3 +1,5 @@
-//! The `authcfg` binary.
+//! The `authcfg` binary: parses the command line and runs the command.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    authcfg_server::cli::main()
+}

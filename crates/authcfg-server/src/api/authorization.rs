@@ -1,0 +1,341 @@
+//! `POST /v1/datasources/{name}/authorization` (the hot path) and
+//! `POST /v1/datasources/{name}/test` (a forced token request with diagnostics).
+//!
+//! On a cache hit the authorization route does no SQLite work: the API token
+//! is checked in the in-memory index, the data source and its credentials
+//! version come from the snapshot, and the credentials are unsealed only when
+//! the exchange calls the loader on a miss. The audit event goes to the queue.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use authcfg_exchange::{AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
+use authcfg_model::{AuditOutcome, CredentialField};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{blocking, parse_body};
+use crate::access::Caller;
+use crate::audit;
+use crate::problem::{from_exchange, ApiError, Problem, ProblemKind};
+use crate::snapshot::Entry;
+use crate::state::AppState;
+
+/// Longest accepted `min_valid_for`, in seconds: one day.
+const MAX_MIN_VALID_FOR_SECS: u64 = 24 * 60 * 60;
+
+/// The optional body of an authorization request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationRequest {
+    /// Seconds the returned token must stay valid at least; 0 when left out.
+    #[serde(default)]
+    #[schema(example = 60, maximum = 86400)]
+    pub min_valid_for: u64,
+    /// Request a new token even when a cached one is valid, for example after
+    /// the data source rejected the cached one.
+    #[serde(default)]
+    pub force_refresh: bool,
+}
+
+/// A ready `Authorization` header.
+#[derive(Serialize, ToSchema)]
+pub struct AuthorizationResponse {
+    /// The header name, always `Authorization`.
+    #[schema(example = "Authorization")]
+    pub header: &'static str,
+    /// The header value, such as `Bearer eyJ...` or `Basic YXBp...`.
+    #[schema(example = "Bearer eyJhbGciOi...")]
+    pub value: String,
+    /// `Bearer` or `Basic`.
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// When the token stops being handed out (RFC 3339); `null` for Basic.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The scope the token endpoint granted, when it named one.
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizationResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a forced token request. It never contains the token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestReport {
+    /// True when a usable token arrived, or for `basic` when the header was built.
+    pub ok: bool,
+    /// Time the token request took, in milliseconds.
+    pub duration_ms: u64,
+    /// HTTP status of the token endpoint's response, if one arrived.
+    pub upstream_status: Option<u16>,
+    /// A short label of the failure, such as `timeout` or `rejected`.
+    pub error_kind: Option<&'static str>,
+    /// The RFC 6749 error code, such as `invalid_client`.
+    pub error: Option<String>,
+    /// The RFC 6749 `error_description`.
+    pub error_description: Option<String>,
+    /// The full error message, free of secrets.
+    pub message: Option<String>,
+    /// The scope the endpoint granted.
+    pub scope: Option<String>,
+    /// The token type, `Bearer` or `Basic`.
+    pub token_type: Option<String>,
+    /// The `expires_in` the endpoint returned, in seconds.
+    pub expires_in: Option<u64>,
+    /// True when the response had no `expires_in` and the default lifetime applies.
+    pub lifetime_assumed: bool,
+    /// True when the endpoint rotated the refresh token and the new one was stored.
+    pub refresh_token_rotated: bool,
+}
+
+/// Returns the snapshot entry of `name`, or a 404.
+fn entry_of(state: &AppState, name: &str) -> Result<std::sync::Arc<Entry>, ApiError> {
+    state.snapshot.get(name).ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::NotFound,
+            format!("data source {name:?} not found: check the name, or list what exists"),
+        )
+    })
+}
+
+/// Returns the 409 for a data source without credentials, naming the variables to set.
+fn no_credentials(name: &str) -> ApiError {
+    let prefix = crate::env_import::env_var_prefix(name);
+    let env_vars = vec![
+        format!("{prefix}{}", CredentialField::ClientId.env_suffix()),
+        format!("{prefix}{}", CredentialField::ClientSecret.env_suffix()),
+    ];
+    ApiError::new(
+        ProblemKind::MissingCredentials,
+        format!(
+            "data source {name:?} has no credentials: set {} (or their _FILE variants) and restart or run `authcfg credentials import-env`, or PUT /v1/datasources/{name}/credentials",
+            env_vars.join(" and ")
+        ),
+    )
+    .with_env_vars(env_vars)
+}
+
+/// Returns a ready `Authorization` header for the data source.
+#[utoipa::path(
+    post,
+    path = "/v1/datasources/{name}/authorization",
+    tag = "authorization",
+    params(("name" = String, Path, description = "Data source name")),
+    request_body(content = Option<AuthorizationRequest>, description = "Optional; an empty body takes the defaults"),
+    responses(
+        (status = 200, description = "The header", body = AuthorizationResponse),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not use this data source", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Missing credentials; `env_vars` names the variables to set", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The token endpoint rejected the request; `error` and `error_description` are the provider's", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Token requests are backing off after a temporary failure", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The token endpoint did not answer in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_token" = []))
+)]
+pub async fn authorize(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    request: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    caller.require_datasource(&name)?;
+    let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        AuthorizationRequest::default()
+    } else {
+        parse_body(&request, &body)?
+    };
+    if options.min_valid_for > MAX_MIN_VALID_FOR_SECS {
+        return Err(ApiError::field(
+            "/min_valid_for",
+            format!(
+                "min_valid_for {} is more than {MAX_MIN_VALID_FOR_SECS} seconds: ask for at most one day",
+                options.min_valid_for
+            ),
+        ));
+    }
+
+    let entry = entry_of(&state, &name)?;
+    let Some(credentials) = &entry.credentials else {
+        record_issue(
+            &state,
+            &caller,
+            &name,
+            AuditOutcome::Failure,
+            Some("missing_credentials"),
+            None,
+        );
+        return Err(no_credentials(&name));
+    };
+    let authorize_request = AuthorizeRequest {
+        datasource: entry.datasource.id,
+        auth: &entry.datasource.auth,
+        client_id: &credentials.client_id,
+        credentials_version: credentials.version,
+        min_valid_for: Duration::from_secs(options.min_valid_for),
+        force_refresh: options.force_refresh,
+    };
+
+    let store = state.store.clone();
+    let load_name = name.clone();
+    let result = state
+        .exchange
+        .authorize(&authorize_request, move || async move {
+            let unsealed =
+                tokio::task::spawn_blocking(move || store.unseal_credentials(&load_name))
+                    .await
+                    .map_err(BoxError::from)?
+                    .map_err(BoxError::from)?;
+            match unsealed {
+                Some(unsealed) => Ok(LoadedCredentials {
+                    credentials: unsealed.credentials,
+                    version: unsealed.version,
+                }),
+                None => Err(BoxError::from("the credentials were deleted meanwhile")),
+            }
+        })
+        .await;
+
+    match result {
+        Ok(authorization) => {
+            record_issue(&state, &caller, &name, AuditOutcome::Success, None, None);
+            let body = AuthorizationResponse {
+                header: "Authorization",
+                value: authorization.value.expose_secret().to_owned(),
+                token_type: authorization.token_type,
+                expires_at: authorization.expires_at,
+                scope: authorization.scope,
+            };
+            Ok(HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::PRAGMA, "no-cache"))
+                .json(body))
+        }
+        Err(error) => {
+            record_issue(
+                &state,
+                &caller,
+                &name,
+                AuditOutcome::Failure,
+                Some(error.kind()),
+                error.upstream_status(),
+            );
+            Err(from_exchange(error, &name))
+        }
+    }
+}
+
+fn record_issue(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    outcome: AuditOutcome,
+    error_kind: Option<&str>,
+    upstream_status: Option<u16>,
+) {
+    let detail = match (error_kind, upstream_status) {
+        (None, None) => None,
+        (kind, status) => Some(serde_json::json!({ "error": kind, "upstream_status": status })),
+    };
+    state.audit.record(audit::event(
+        caller.token_id(),
+        "authorization.issue",
+        Some(name),
+        outcome,
+        detail,
+    ));
+}
+
+/// Sends a token request outside the cache and reports how it went, without the token.
+#[utoipa::path(
+    post,
+    path = "/v1/datasources/{name}/test",
+    tag = "authorization",
+    params(("name" = String, Path, description = "Data source name")),
+    responses(
+        (status = 200, description = "Diagnostics of the token request; `ok` says whether it worked", body = TestReport),
+        (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Missing credentials", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_token" = []))
+)]
+pub async fn test_datasource(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    caller.require_admin()?;
+
+    let store = state.store.clone();
+    let lookup = name.clone();
+    let (datasource, unsealed) = blocking(move || {
+        let datasource = store.get_datasource(&lookup)?;
+        let unsealed = store.unseal_credentials(&lookup)?;
+        Ok((datasource, unsealed))
+    })
+    .await?;
+    let Some(unsealed) = unsealed else {
+        return Err(no_credentials(&name));
+    };
+
+    let diagnostics = state
+        .exchange
+        .test(&TestRequest {
+            datasource: datasource.id,
+            auth: &datasource.auth,
+            credentials: &unsealed.credentials,
+            credentials_version: unsealed.version,
+        })
+        .await;
+    drop(unsealed);
+
+    let report = TestReport {
+        ok: diagnostics.ok,
+        duration_ms: u64::try_from(diagnostics.duration.as_millis()).unwrap_or(u64::MAX),
+        upstream_status: diagnostics.http_status,
+        error_kind: diagnostics.error_kind,
+        error: diagnostics.error,
+        error_description: diagnostics.error_description,
+        message: diagnostics.message,
+        scope: diagnostics.scope,
+        token_type: diagnostics.token_type,
+        expires_in: diagnostics.expires_in,
+        lifetime_assumed: diagnostics.lifetime_assumed,
+        refresh_token_rotated: diagnostics.refresh_token_rotated,
+    };
+    state.audit.record(audit::event(
+        caller.token_id(),
+        "datasource.test",
+        Some(&name),
+        if report.ok {
+            AuditOutcome::Success
+        } else {
+            AuditOutcome::Failure
+        },
+        Some(serde_json::json!({
+            "upstream_status": report.upstream_status,
+            "error": report.error,
+        })),
+    ));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(report))
+}

@@ -1,0 +1,180 @@
+//! First start and opening the store: the data directory, the generated
+//! master key and the first admin API token.
+//!
+//! Generated secrets go to files with mode 0600 inside the data directory.
+//! The log says where they are, never what they are.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use authcfg_model::{AuditOutcome, Role, SecretString};
+use authcfg_store::{MasterKey, Store, StoreOptions};
+use base64::Engine as _;
+use rand::RngCore as _;
+
+use crate::audit;
+use crate::config::{MasterKeySource, Settings};
+
+/// Label of the admin API token created at first start.
+pub const FIRST_ADMIN_TOKEN_LABEL: &str = "first admin (generated at start)";
+
+/// Creates the data directory with mode 0700 when it does not exist.
+///
+/// # Errors
+///
+/// Returns the I/O error with the path.
+pub fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.data_dir;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create data_dir {} (AUTHCFG_DATA_DIR): check the path and its permissions",
+            dir.display()
+        )
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict the permissions of {}", dir.display()))?;
+    tracing::info!(data_dir = %dir.display(), "created the data directory");
+    Ok(())
+}
+
+/// Writes `contents` to a new file with mode 0600; fails when the file exists.
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Returns the master key of the configuration, generating
+/// `<data_dir>/master.key` when no key is configured and no store exists yet.
+///
+/// # Errors
+///
+/// Returns an error when the store exists but its generated key file is
+/// missing (a new key could never open it), or when the key file cannot be written.
+pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    match &settings.master_key {
+        MasterKeySource::Passphrase(passphrase) => {
+            Ok(MasterKey::Passphrase(passphrase.duplicate()))
+        }
+        MasterKeySource::File(path) => {
+            warn_if_readable_by_others(path);
+            Ok(MasterKey::KeyFile(path.clone()))
+        }
+        MasterKeySource::Generated(path) => {
+            if path.exists() {
+                warn_if_readable_by_others(path);
+                return Ok(MasterKey::KeyFile(path.clone()));
+            }
+            if settings.database_path().exists() {
+                bail!(
+                    "the store {} exists but its master key file {} is missing: restore the key file from your backup, or set master_key_file (AUTHCFG_MASTER_KEY_FILE) or master_key (AUTHCFG_MASTER_KEY) to the key the store was created with",
+                    settings.database_path().display(),
+                    path.display()
+                );
+            }
+
+            generate_key_file(path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a new master key: back it up now and move it to a secret manager, then point master_key_file (AUTHCFG_MASTER_KEY_FILE) at it; without it the stored credentials cannot be opened"
+            );
+            Ok(MasterKey::KeyFile(path.clone()))
+        }
+    }
+}
+
+/// Writes a new random 256-bit key, base64url-encoded, to a new file with mode 0600.
+///
+/// # Errors
+///
+/// Returns an error when the file exists or cannot be written.
+pub fn generate_key_file(path: &Path) -> anyhow::Result<()> {
+    let mut bytes = [0_u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let encoded = SecretString::new(format!(
+        "{}\n",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ));
+    bytes.fill(0);
+    write_private_file(path, encoded.expose_secret().as_bytes()).with_context(|| {
+        format!(
+            "cannot write a new key to {} (it must not exist yet)",
+            path.display()
+        )
+    })
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    if let Ok(metadata) = fs::metadata(path) {
+        if metadata.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the master key file is readable by other users: run `chmod 600` on it"
+            );
+        }
+    }
+}
+
+/// Opens (or creates) the store of the configuration.
+///
+/// # Errors
+///
+/// Returns an error when the data directory, the key or the database fails.
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    ensure_data_dir(settings)?;
+    let key = master_key(settings)?;
+    let path = settings.database_path();
+    Store::open(&path, &key, &StoreOptions::default())
+        .with_context(|| format!("cannot open the store {}", path.display()))
+}
+
+/// Creates the first admin API token when the store has no active admin
+/// token, and writes it to `<data_dir>/admin.token` with mode 0600.
+///
+/// # Errors
+///
+/// Returns the store's error, or the I/O error of writing the file.
+pub fn ensure_admin_token(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    let tokens = store.list_api_tokens()?;
+    let has_admin = tokens
+        .iter()
+        .any(|token| token.role == Role::Admin && token.revoked_at.is_none());
+    if has_admin {
+        return Ok(());
+    }
+
+    let (info, value) = store.create_api_token(FIRST_ADMIN_TOKEN_LABEL, Role::Admin, &[])?;
+    let path = settings.admin_token_path();
+    if path.exists() {
+        // A leftover file holds a token the store no longer knows; replace it.
+        fs::remove_file(&path)
+            .with_context(|| format!("cannot replace the stale {}", path.display()))?;
+    }
+    let contents = SecretString::new(format!("{}\n", value.expose_secret()));
+    write_private_file(&path, contents.expose_secret().as_bytes())
+        .with_context(|| format!("cannot write the admin API token to {}", path.display()))?;
+
+    store.record_audit(&audit::event(
+        "system",
+        "api_token.create",
+        None,
+        AuditOutcome::Success,
+        Some(serde_json::json!({ "token_id": info.id, "role": "admin", "label": info.label })),
+    ))?;
+    tracing::warn!(
+        path = %path.display(),
+        token_id = %info.id,
+        "created the first admin API token: read it from the file, store it in a secret manager and delete the file"
+    );
+    Ok(())
+}

@@ -1,0 +1,688 @@
+//! RFC 9457 problem details: the one error shape of every HTTP response.
+//!
+//! Each error has two faces. The client gets a safe `application/problem+json`
+//! body with a stable `type` URI, a `detail` that says what to fix and, for
+//! validation, an `errors` list of JSON pointers. The log gets the full cause:
+//! 5xx at error level, 4xx at debug level. The `type` URIs are identifiers,
+//! documented in `docs/api.md`; nothing fetches them.
+
+use std::fmt;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use authcfg_model::{FieldError, ValidationErrors};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Media type of a problem details body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The kinds of problem the API returns, each with a stable `type` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// 400: a field has an invalid value; `errors` lists each one.
+    Validation,
+    /// 400: the body is not JSON, has unknown fields, or a query or path
+    /// parameter is malformed.
+    BadRequest,
+    /// 401: the API token is missing or invalid.
+    Unauthorized,
+    /// 403: the API token may not perform this request.
+    Forbidden,
+    /// 404: the data source, credentials, API token or route does not exist.
+    NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 409: the name is already taken.
+    AlreadyExists,
+    /// 409: the data source has no credentials, or lacks a field its grant needs.
+    MissingCredentials,
+    /// 409: the stored auth config cannot be used for a token request.
+    InvalidAuthConfig,
+    /// 412: `If-Match` names a version other than the current one.
+    PreconditionFailed,
+    /// 413: the body is larger than `body_limit_bytes`.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 502: the token endpoint rejected the request or sent an unusable answer.
+    UpstreamError,
+    /// 503: the token endpoint is failing and requests are backing off, or
+    /// the service is not ready.
+    Unavailable,
+    /// 504: the token endpoint did not answer in time.
+    UpstreamTimeout,
+    /// 500: an internal error; the cause is in the log under the request id.
+    Internal,
+}
+
+impl ProblemKind {
+    /// Returns the HTTP status of this kind.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::Validation | ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
+            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemKind::Forbidden => StatusCode::FORBIDDEN,
+            ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemKind::AlreadyExists
+            | ProblemKind::MissingCredentials
+            | ProblemKind::InvalidAuthConfig => StatusCode::CONFLICT,
+            ProblemKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::UpstreamError => StatusCode::BAD_GATEWAY,
+            ProblemKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Returns the stable `type` URI, such as `https://authcfg.dev/problems/validation`.
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            ProblemKind::Validation => "https://authcfg.dev/problems/validation",
+            ProblemKind::BadRequest => "https://authcfg.dev/problems/bad-request",
+            ProblemKind::Unauthorized => "https://authcfg.dev/problems/unauthorized",
+            ProblemKind::Forbidden => "https://authcfg.dev/problems/forbidden",
+            ProblemKind::NotFound => "https://authcfg.dev/problems/not-found",
+            ProblemKind::MethodNotAllowed => "https://authcfg.dev/problems/method-not-allowed",
+            ProblemKind::AlreadyExists => "https://authcfg.dev/problems/already-exists",
+            ProblemKind::MissingCredentials => "https://authcfg.dev/problems/missing-credentials",
+            ProblemKind::InvalidAuthConfig => "https://authcfg.dev/problems/invalid-auth-config",
+            ProblemKind::PreconditionFailed => "https://authcfg.dev/problems/precondition-failed",
+            ProblemKind::PayloadTooLarge => "https://authcfg.dev/problems/payload-too-large",
+            ProblemKind::UnsupportedMediaType => {
+                "https://authcfg.dev/problems/unsupported-media-type"
+            }
+            ProblemKind::UpstreamError => "https://authcfg.dev/problems/upstream-error",
+            ProblemKind::Unavailable => "https://authcfg.dev/problems/unavailable",
+            ProblemKind::UpstreamTimeout => "https://authcfg.dev/problems/upstream-timeout",
+            ProblemKind::Internal => "https://authcfg.dev/problems/internal",
+        }
+    }
+
+    /// Returns the short human-readable summary, the same for every occurrence.
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::Validation => "Invalid request",
+            ProblemKind::BadRequest => "Malformed request",
+            ProblemKind::Unauthorized => "Missing or invalid API token",
+            ProblemKind::Forbidden => "Not allowed",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::MethodNotAllowed => "Method not allowed",
+            ProblemKind::AlreadyExists => "Already exists",
+            ProblemKind::MissingCredentials => "Missing credentials",
+            ProblemKind::InvalidAuthConfig => "Unusable auth config",
+            ProblemKind::PreconditionFailed => "Precondition failed",
+            ProblemKind::PayloadTooLarge => "Request body too large",
+            ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::UpstreamError => "Token endpoint error",
+            ProblemKind::Unavailable => "Service unavailable",
+            ProblemKind::UpstreamTimeout => "Token endpoint timeout",
+            ProblemKind::Internal => "Internal error",
+        }
+    }
+
+    /// Returns the kind of a bare HTTP status, for responses that actix-web
+    /// builds itself.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => ProblemKind::Unauthorized,
+            StatusCode::FORBIDDEN => ProblemKind::Forbidden,
+            StatusCode::NOT_FOUND => ProblemKind::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,
+            StatusCode::CONFLICT => ProblemKind::AlreadyExists,
+            StatusCode::PRECONDITION_FAILED => ProblemKind::PreconditionFailed,
+            StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemKind::UnsupportedMediaType,
+            StatusCode::BAD_GATEWAY => ProblemKind::UpstreamError,
+            StatusCode::SERVICE_UNAVAILABLE => ProblemKind::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => ProblemKind::UpstreamTimeout,
+            status if status.is_client_error() => ProblemKind::BadRequest,
+            _ => ProblemKind::Internal,
+        }
+    }
+}
+
+/// The body of an error response (RFC 9457), as documented in the OpenAPI document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI that identifies the kind of problem.
+    #[schema(example = "https://authcfg.dev/problems/validation")]
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence and how to fix it.
+    pub detail: String,
+    /// For validation problems, one entry per invalid field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// For token endpoint errors, the RFC 6749 error code, such as `invalid_client`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For token endpoint errors, the provider's `error_description`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// For token endpoint errors, the HTTP status of the endpoint's response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// For missing credentials, the environment variables that provide them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_vars: Vec<String>,
+}
+
+/// An error of an API handler, turned into a problem+json response.
+///
+/// The cause, if any, is written to the log and never sent to the client.
+pub struct ApiError {
+    kind: ProblemKind,
+    detail: String,
+    errors: Vec<FieldError>,
+    upstream: Option<UpstreamDetail>,
+    env_vars: Vec<String>,
+    retry_after_secs: Option<u64>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// The token endpoint's answer carried by a 502.
+#[derive(Debug, Clone, Default)]
+struct UpstreamDetail {
+    error: Option<String>,
+    error_description: Option<String>,
+    status: Option<u16>,
+}
+
+impl ApiError {
+    /// Creates an error of `kind` whose detail the client sees.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            errors: Vec::new(),
+            upstream: None,
+            env_vars: Vec::new(),
+            retry_after_secs: None,
+            cause: None,
+        }
+    }
+
+    /// Creates a 400 validation error from the model's field errors.
+    pub fn validation(errors: ValidationErrors) -> Self {
+        let errors = errors.into_errors();
+        let detail = match errors.as_slice() {
+            [only] => only.detail.clone(),
+            _ => format!(
+                "{} fields are invalid: see errors for each one",
+                errors.len()
+            ),
+        };
+        Self {
+            errors,
+            ..Self::new(ProblemKind::Validation, detail)
+        }
+    }
+
+    /// Creates a 400 validation error for one field.
+    pub fn field(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::validation(ValidationErrors::single(pointer, detail))
+    }
+
+    /// Creates a 500 error: the client sees a generic detail, the log gets `cause`.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            cause: Some(cause.into()),
+            ..Self::new(
+                ProblemKind::Internal,
+                "an internal error occurred: the server log has the cause under this response's X-Request-Id",
+            )
+        }
+    }
+
+    /// Adds the environment variables that would provide the missing credentials.
+    pub fn with_env_vars(mut self, env_vars: Vec<String>) -> Self {
+        self.env_vars = env_vars;
+        self
+    }
+
+    /// Adds the token endpoint's RFC 6749 error code, description and HTTP status.
+    pub fn with_upstream(
+        mut self,
+        error: Option<String>,
+        error_description: Option<String>,
+        status: Option<u16>,
+    ) -> Self {
+        self.upstream = Some(UpstreamDetail {
+            error,
+            error_description,
+            status,
+        });
+        self
+    }
+
+    /// Adds a `Retry-After` header, in seconds.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    /// Keeps `cause` for the log.
+    pub fn with_cause(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// Changes the kind, keeping the detail and field errors.
+    pub fn set_kind(&mut self, kind: ProblemKind) {
+        self.kind = kind;
+    }
+
+    /// Returns the kind of problem.
+    pub fn kind(&self) -> ProblemKind {
+        self.kind
+    }
+
+    /// Returns the detail that the client sees.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Builds the body that the client sees.
+    pub fn to_problem(&self) -> Problem {
+        let upstream = self.upstream.clone().unwrap_or_default();
+        Problem {
+            type_uri: self.kind.type_uri().to_owned(),
+            title: self.kind.title().to_owned(),
+            status: self.kind.status().as_u16(),
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+            error: upstream.error,
+            error_description: upstream.error_description,
+            upstream_status: upstream.status,
+            env_vars: self.env_vars.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("cause", &self.cause.as_ref().map(ToString::to_string))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.kind.status();
+        if status.is_server_error() {
+            match &self.cause {
+                Some(cause) => tracing::error!(
+                    status = status.as_u16(),
+                    problem = self.kind.type_uri(),
+                    detail = %self.detail,
+                    cause = %error_chain(cause.as_ref()),
+                    "request failed"
+                ),
+                None => tracing::error!(
+                    status = status.as_u16(),
+                    problem = self.kind.type_uri(),
+                    detail = %self.detail,
+                    "request failed"
+                ),
+            }
+        } else {
+            tracing::debug!(
+                status = status.as_u16(),
+                problem = self.kind.type_uri(),
+                detail = %self.detail,
+                "request rejected"
+            );
+        }
+
+        let mut response = problem_response(status, &self.to_problem());
+        if self.kind == ProblemKind::Unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"authcfg\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after_secs {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// Builds a problem+json response from a body.
+pub fn problem_response(status: StatusCode, problem: &Problem) -> HttpResponse {
+    let body = serde_json::to_vec(problem).unwrap_or_else(|_| {
+        // Serializing plain strings and numbers cannot fail; keep a valid body anyway.
+        br#"{"type":"https://authcfg.dev/problems/internal","title":"Internal error","status":500,"detail":"the error could not be serialized"}"#.to_vec()
+    });
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// Formats an error and its sources on one line, for the log.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<authcfg_store::Error> for ApiError {
+    fn from(error: authcfg_store::Error) -> Self {
+        use authcfg_store::Error as StoreError;
+
+        match error {
+            StoreError::NotFound { kind, name } => ApiError::new(
+                ProblemKind::NotFound,
+                format!("{kind} {name:?} not found: check the name, or list what exists"),
+            ),
+            StoreError::AlreadyExists { kind, name } => ApiError::new(
+                ProblemKind::AlreadyExists,
+                format!(
+                    "{kind} {name:?} already exists: choose another name or update the existing one"
+                ),
+            ),
+            StoreError::Conflict {
+                kind,
+                name,
+                current,
+                ..
+            } => ApiError::new(
+                ProblemKind::PreconditionFailed,
+                format!(
+                    "{kind} {name:?} changed concurrently; its current ETag is \"{current}\": read it again and retry"
+                ),
+            ),
+            StoreError::Validation(errors) => ApiError::validation(errors),
+            StoreError::PoolTimeout { .. } => ApiError::new(
+                ProblemKind::Unavailable,
+                "the database is busy: retry shortly",
+            )
+            .with_retry_after(1)
+            .with_cause(error),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+/// Turns an exchange error into a problem. `datasource` names the data source
+/// so that a missing-credentials problem can list its environment variables.
+pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiError {
+    use authcfg_exchange::Error as ExchangeError;
+
+    match error {
+        ExchangeError::MissingCredentials { ref fields } => {
+            let prefix = crate::env_import::env_var_prefix(datasource);
+            let env_vars: Vec<String> = fields
+                .iter()
+                .map(|field| format!("{prefix}{}", field.env_suffix()))
+                .collect();
+            ApiError::new(
+                ProblemKind::MissingCredentials,
+                format!(
+                    "data source {datasource:?} lacks credentials its grant needs: set {} and restart, run `authcfg credentials import-env`, or PUT /v1/datasources/{datasource}/credentials",
+                    env_vars.join(", ")
+                ),
+            )
+            .with_env_vars(env_vars)
+        }
+        ExchangeError::InvalidConfig { ref reason } => ApiError::new(
+            ProblemKind::InvalidAuthConfig,
+            format!("the auth config of data source {datasource:?} cannot be used: {reason}"),
+        ),
+        ExchangeError::UnsupportedGrant { .. } => ApiError::new(
+            ProblemKind::InvalidAuthConfig,
+            format!("data source {datasource:?}: {error}"),
+        ),
+        ExchangeError::Load(_) | ExchangeError::Persist(_) | ExchangeError::Client(_) => {
+            ApiError::internal(error)
+        }
+        ref other if other.is_timeout() => ApiError::new(
+            ProblemKind::UpstreamTimeout,
+            format!("the token endpoint of data source {datasource:?} did not answer in time: {other}"),
+        ),
+        ExchangeError::BackingOff {
+            retry_after,
+            ref cause,
+        } if !cause.is_permanent() => ApiError::new(
+            ProblemKind::Unavailable,
+            format!("token requests of data source {datasource:?} are backing off after a failure: {cause}"),
+        )
+        .with_retry_after(retry_after.as_secs().max(1))
+        .with_upstream(
+            cause.rfc_error_code().map(str::to_owned),
+            upstream_description(cause),
+            cause.upstream_status(),
+        ),
+        other => {
+            let description = upstream_description(&other);
+            ApiError::new(
+                ProblemKind::UpstreamError,
+                format!("the token endpoint of data source {datasource:?} failed: {other}"),
+            )
+            .with_upstream(
+                other.rfc_error_code().map(str::to_owned),
+                description,
+                other.upstream_status(),
+            )
+        }
+    }
+}
+
+fn upstream_description(error: &authcfg_exchange::Error) -> Option<String> {
+    match error {
+        authcfg_exchange::Error::Upstream { description, .. } => description.clone(),
+        authcfg_exchange::Error::BackingOff { cause, .. } => upstream_description(cause),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use actix_web::body::to_bytes;
+
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.error_response();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body()).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn store_errors_map_to_statuses() {
+        let cases: Vec<(authcfg_store::Error, u16, &str)> = vec![
+            (
+                authcfg_store::Error::NotFound {
+                    kind: "data source",
+                    name: "crm".to_owned(),
+                },
+                404,
+                "not-found",
+            ),
+            (
+                authcfg_store::Error::AlreadyExists {
+                    kind: "data source",
+                    name: "crm".to_owned(),
+                },
+                409,
+                "already-exists",
+            ),
+            (
+                authcfg_store::Error::Conflict {
+                    kind: "data source",
+                    name: "crm".to_owned(),
+                    expected: 1,
+                    current: 2,
+                },
+                412,
+                "precondition-failed",
+            ),
+            (
+                authcfg_store::Error::Validation(ValidationErrors::single("/name", "bad")),
+                400,
+                "validation",
+            ),
+            (authcfg_store::Error::WrongMasterKey, 500, "internal"),
+        ];
+
+        for (error, status, suffix) in cases {
+            let (actual_status, body) = body_of(ApiError::from(error)).await;
+
+            assert_eq!(actual_status.as_u16(), status);
+            assert_eq!(body["status"], status);
+            assert_eq!(
+                body["type"],
+                format!("https://authcfg.dev/problems/{suffix}")
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn internal_error_hides_cause() {
+        let (status, body) = body_of(ApiError::internal("disk /secret/path is full")).await;
+
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("/secret/path"));
+    }
+
+    #[actix_web::test]
+    async fn validation_lists_pointers() {
+        let (_, body) = body_of(ApiError::field("/auth/token_url", "token_url is required")).await;
+
+        assert_eq!(body["errors"][0]["pointer"], "/auth/token_url");
+        assert_eq!(body["errors"][0]["detail"], "token_url is required");
+    }
+
+    #[actix_web::test]
+    async fn unauthorized_sets_www_authenticate() {
+        let response = ApiError::new(ProblemKind::Unauthorized, "missing").error_response();
+
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer realm=\"authcfg\""
+        );
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            PROBLEM_JSON
+        );
+    }
+
+    #[actix_web::test]
+    async fn exchange_errors_map_to_statuses() {
+        use authcfg_exchange::Error as ExchangeError;
+        use authcfg_model::CredentialField;
+
+        let cases: Vec<(ExchangeError, u16, Option<&str>)> = vec![
+            (
+                ExchangeError::Upstream {
+                    error: "invalid_client".to_owned(),
+                    description: Some("client authentication failed".to_owned()),
+                    status: Some(401),
+                    permanent: true,
+                    retry_after: None,
+                },
+                502,
+                Some("invalid_client"),
+            ),
+            (
+                ExchangeError::Timeout {
+                    after: std::time::Duration::from_secs(10),
+                },
+                504,
+                None,
+            ),
+            (
+                ExchangeError::MissingCredentials {
+                    fields: vec![CredentialField::RefreshToken],
+                },
+                409,
+                None,
+            ),
+            (
+                ExchangeError::HttpStatus {
+                    status: 500,
+                    permanent: false,
+                    retry_after: None,
+                },
+                502,
+                None,
+            ),
+            (
+                ExchangeError::BackingOff {
+                    retry_after: std::time::Duration::from_secs(3),
+                    cause: Box::new(ExchangeError::HttpStatus {
+                        status: 503,
+                        permanent: false,
+                        retry_after: None,
+                    }),
+                },
+                503,
+                None,
+            ),
+        ];
+
+        for (error, status, code) in cases {
+            let (actual, body) = body_of(from_exchange(error, "crm-prod")).await;
+
+            assert_eq!(actual.as_u16(), status, "{body}");
+            if let Some(code) = code {
+                assert_eq!(body["error"], code);
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn missing_credentials_names_variables() {
+        let error = authcfg_exchange::Error::MissingCredentials {
+            fields: vec![authcfg_model::CredentialField::RefreshToken],
+        };
+
+        let (_, body) = body_of(from_exchange(error, "crm-prod")).await;
+
+        assert_eq!(body["env_vars"][0], "AUTHCFG_DS_CRM_PROD_REFRESH_TOKEN");
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AUTHCFG_DS_CRM_PROD_REFRESH_TOKEN"));
+    }
+}

@@ -1,0 +1,184 @@
+//! `authcfg serve`: start-up, the HTTP server and graceful shutdown.
+//!
+//! Start-up runs in order: open the store (generating the master key on first
+//! start), ensure an admin API token, import credentials from the environment,
+//! apply the provisioning file, load the in-memory copies, then bind. SIGTERM
+//! and SIGINT stop accepting connections and give in-flight requests
+//! `shutdown_timeout_secs` to finish; queued audit events are written before
+//! the process exits.
+
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::Context as _;
+use authcfg_model::AuditOutcome;
+use authcfg_store::Store;
+
+use crate::audit;
+use crate::bootstrap;
+use crate::config::Settings;
+use crate::state::AppState;
+
+/// Imports credentials from the `AUTHCFG_DS_*` variables of this process,
+/// logs and audits the report (variable names only), and returns it.
+///
+/// # Errors
+///
+/// Returns the import error, such as two data sources mapping to the same
+/// variable prefix.
+pub fn import_environment(
+    store: &Store,
+    actor: &str,
+) -> anyhow::Result<crate::env_import::ImportReport> {
+    let vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("AUTHCFG_DS_"))
+        .collect();
+    let report = crate::env_import::import_env(store, &vars)
+        .context("cannot import credentials from the environment")?;
+    drop(vars);
+
+    tracing::info!(
+        imported = ?report.imported,
+        unchanged = report.unchanged.len(),
+        "imported credentials from the environment"
+    );
+    if !report.unmatched.is_empty() {
+        tracing::warn!(
+            variables = ?report.unmatched,
+            "environment variables match no data source: check the names or create the data sources"
+        );
+    }
+    if !report.without_credentials.is_empty() {
+        tracing::warn!(
+            datasources = ?report.without_credentials,
+            "data sources still have no credentials: set AUTHCFG_DS_<NAME>_CLIENT_ID and _CLIENT_SECRET"
+        );
+    }
+    if !report.missing.is_empty() {
+        tracing::warn!(
+            variables = ?report.missing,
+            "data sources lack credentials their grant needs: set these variables"
+        );
+    }
+    for changed in &report.changed {
+        store.record_audit(&audit::event(
+            actor,
+            "credentials.import_env",
+            Some(&changed.name),
+            AuditOutcome::Success,
+            Some(serde_json::json!({ "credentials_version": changed.credentials_version })),
+        ))?;
+    }
+    Ok(report)
+}
+
+/// Applies the provisioning file, if one is configured, logs and audits the
+/// report, and returns the ids of the data sources it changed.
+///
+/// # Errors
+///
+/// Returns the provisioning error.
+pub fn apply_provisioning(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<Vec<authcfg_model::DataSourceId>> {
+    let Some(path) = &settings.provisioning_file else {
+        return Ok(Vec::new());
+    };
+    let options = crate::provisioning::ProvisionOptions {
+        allow_insecure_token_url: settings.allow_insecure_token_url,
+    };
+    let report = crate::provisioning::apply_provisioning_with(store, path, options)
+        .with_context(|| format!("cannot apply the provisioning file {}", path.display()))?;
+
+    tracing::info!(
+        path = %path.display(),
+        created = ?report.created,
+        updated = ?report.updated,
+        deleted = ?report.deleted,
+        unchanged = report.unchanged.len(),
+        kept = ?report.kept,
+        "applied the provisioning file"
+    );
+    for (action, names) in [
+        ("datasource.create", &report.created),
+        ("datasource.update", &report.updated),
+        ("datasource.delete", &report.deleted),
+    ] {
+        for name in names {
+            store.record_audit(&audit::event(
+                "provisioning",
+                action,
+                Some(name),
+                AuditOutcome::Success,
+                None,
+            ))?;
+        }
+    }
+    Ok(report.changed_ids)
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+///
+/// # Errors
+///
+/// Returns an error when start-up fails: the store, the environment import,
+/// the provisioning file, or binding the address.
+pub fn serve(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+
+    let store = bootstrap::open_store(&settings)?;
+    bootstrap::ensure_admin_token(&settings, &store)?;
+    // Both run before the exchange exists, so no cached token can be stale yet.
+    import_environment(&store, "system")?;
+    apply_provisioning(&settings, &store)?;
+
+    let system = actix_web::rt::System::new();
+    system.block_on(run(settings, store))
+}
+
+async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
+    let (state, audit_writer) = AppState::build(Arc::clone(&settings), store)?;
+    let state = web::Data::new(state);
+    let audit_task = actix_web::rt::spawn(audit_writer);
+    let refresher = actix_web::rt::spawn(Arc::clone(&state.clone().into_inner()).run_refresher());
+
+    let body_limit = settings.body_limit_bytes;
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(|config| crate::api::configure(config, body_limit))
+            .wrap(middleware::from_fn(crate::telemetry::request_context))
+    })
+    .shutdown_timeout(settings.shutdown_timeout.as_secs());
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = server
+        .bind(settings.bind)
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (bind, AUTHCFG_BIND): choose a free address and port",
+                settings.bind
+            )
+        })?
+        .run();
+
+    tracing::info!(
+        bind = %settings.bind,
+        data_dir = %settings.data_dir.display(),
+        datasources = state.snapshot.len(),
+        "authcfg is listening"
+    );
+    server.await.context("the HTTP server failed")?;
+
+    tracing::info!("stopped accepting requests; writing queued audit events");
+    refresher.abort();
+    state.touch_tokens().await;
+    state.audit.flush().await;
+    drop(state);
+    audit_task.abort();
+    tracing::info!("authcfg stopped");
+    Ok(())
+}

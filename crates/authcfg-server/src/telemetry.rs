@@ -1,0 +1,204 @@
+//! Logging set-up and the per-request middleware: request id, root span,
+//! metrics, and problem+json for the error responses that actix-web builds
+//! itself (404, 405, extractor errors).
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use tracing::Instrument as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::problem::{problem_response, Problem, ProblemKind, PROBLEM_JSON};
+use crate::state::AppState;
+
+/// Header that carries the request id, taken from the request or generated.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id accepted from a client; a longer one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id of the current request, stored in the request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Installs the global `tracing` subscriber: `format` lines on standard
+/// error, filtered by `filter` (`EnvFilter` syntax, already validated).
+///
+/// # Errors
+///
+/// Returns an error when a subscriber is already installed or the filter is invalid.
+pub fn init_logging(
+    format: LogFormat,
+    filter: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let filter = EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    }
+}
+
+/// Returns the client's request id when it is safe to log and echo: 1 to 128
+/// characters of letters, digits, `-`, `_`, `.` and `:`.
+fn accepted_request_id(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let valid = !text.is_empty()
+        && text.len() <= MAX_REQUEST_ID_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    valid.then_some(text)
+}
+
+/// Wraps every request: assigns the request id, opens the root span, counts
+/// the response by route and status, and rewrites a bare error response into
+/// problem+json.
+///
+/// # Errors
+///
+/// Passes on an error of the inner service, which actix-web turns into a response.
+pub async fn request_context(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+
+    let request_id = match request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(accepted_request_id)
+    {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let route = request.match_pattern();
+    let method = request.method().clone();
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = route.as_deref().unwrap_or("unmatched"),
+    );
+    let response = next.call(request).instrument(span.clone()).await?;
+
+    let mut response = if response.status().as_u16() >= 400 && !is_problem(&response) {
+        into_problem(response)
+    } else {
+        response.map_into_boxed_body()
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+
+    let status = response.status().as_u16();
+    if let Some(state) = state {
+        state
+            .http_metrics
+            .record(route.as_deref().unwrap_or("unmatched"), status);
+    }
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::debug!(parent: &span, status, elapsed_us, "request completed");
+    Ok(response)
+}
+
+fn is_problem(response: &ServiceResponse<impl MessageBody>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+/// Rebuilds an error response that actix-web made (a routing miss, a wrong
+/// method, an extractor failure) as problem+json with the same status.
+fn into_problem(response: ServiceResponse<impl MessageBody + 'static>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let kind = ProblemKind::from_status(status);
+    let path = response.request().path().to_owned();
+    let method = response.request().method().clone();
+
+    let detail = match (kind, response.response().error()) {
+        (ProblemKind::NotFound, _) => {
+            format!("no route matches {path:?}: see GET /openapi.json for the routes")
+        }
+        (ProblemKind::MethodNotAllowed, _) => format!(
+            "{method} is not allowed on {path:?}: see GET /openapi.json for the methods of this route"
+        ),
+        (ProblemKind::PayloadTooLarge, _) => {
+            "the request body is larger than the configured limit (body_limit_bytes): send a smaller body".to_owned()
+        }
+        (_, Some(error)) if status.is_client_error() => {
+            format!("the request is malformed: {error}")
+        }
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_owned(),
+    };
+    let problem = Problem {
+        type_uri: kind.type_uri().to_owned(),
+        title: kind.title().to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+        error: None,
+        error_description: None,
+        upstream_status: None,
+        env_vars: Vec::new(),
+    };
+
+    let (request, original) = response.into_parts();
+    let mut rebuilt = problem_response(status, &problem);
+    for (name, value) in original.headers() {
+        if name == header::ALLOW || name == header::WWW_AUTHENTICATE || name == header::RETRY_AFTER
+        {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(request, rebuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_accepted_or_replaced() {
+        let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
+        let cases: &[(&str, bool)] = &[
+            ("abc-123", true),
+            ("0f8e2c1a.trace:span_1", true),
+            ("", false),
+            ("has space", false),
+            ("a;b=c", false),
+            (long.as_str(), false),
+        ];
+
+        for (value, accepted) in cases {
+            let header = HeaderValue::from_str(value).unwrap();
+
+            assert_eq!(
+                accepted_request_id(&header).is_some(),
+                *accepted,
+                "request id {value:?}"
+            );
+        }
+    }
+}
