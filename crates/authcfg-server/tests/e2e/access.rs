@@ -1,0 +1,254 @@
+//! The access-control matrix: every `/v1` route called without a token, with
+//! an invalid token, as a consumer of another data source, as a consumer of
+//! the data source, and as admin.
+
+use serde_json::{json, Value};
+
+use crate::support::{assert_problem, bearer_datasource, Reply, Server, TokenEndpoint};
+
+/// Who calls a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    NoToken,
+    InvalidToken,
+    OtherConsumer,
+    OwnConsumer,
+    Admin,
+}
+
+/// One route of the matrix, with the status each caller must get.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    body: Option<Value>,
+    own_consumer: u16,
+    admin: u16,
+}
+
+fn routes() -> Vec<Route> {
+    // Destructive routes come last so that the earlier rows still find the
+    // data source and its credentials.
+    vec![
+        Route {
+            method: "GET",
+            path: "/v1/datasources/alpha",
+            body: None,
+            own_consumer: 200,
+            admin: 200,
+        },
+        Route {
+            method: "POST",
+            path: "/v1/datasources/alpha/authorization",
+            body: Some(json!({})),
+            own_consumer: 200,
+            admin: 200,
+        },
+        Route {
+            method: "POST",
+            path: "/v1/datasources",
+            body: Some(json!({"name": "created-by-matrix", "auth": {"method": "basic"}})),
+            own_consumer: 403,
+            admin: 201,
+        },
+        Route {
+            method: "PATCH",
+            path: "/v1/datasources/alpha",
+            body: Some(json!({"description": "patched by the matrix"})),
+            own_consumer: 403,
+            admin: 200,
+        },
+        Route {
+            method: "POST",
+            path: "/v1/datasources/alpha/test",
+            body: None,
+            own_consumer: 403,
+            admin: 200,
+        },
+        Route {
+            method: "GET",
+            path: "/v1/audit",
+            body: None,
+            own_consumer: 403,
+            admin: 200,
+        },
+        Route {
+            method: "PUT",
+            path: "/v1/datasources/alpha/credentials",
+            body: Some(json!({"client_id": "alpha-client", "client_secret": "alpha-secret"})),
+            own_consumer: 403,
+            admin: 204,
+        },
+        Route {
+            method: "DELETE",
+            path: "/v1/datasources/alpha/credentials",
+            body: None,
+            own_consumer: 403,
+            admin: 204,
+        },
+        Route {
+            method: "DELETE",
+            path: "/v1/datasources/alpha",
+            body: None,
+            own_consumer: 403,
+            admin: 204,
+        },
+    ]
+}
+
+/// Everything a denied call could change, read as admin.
+fn snapshot(server: &Server) -> (u16, String, String, String) {
+    let datasource = server.get("/v1/datasources/alpha");
+    let list = server.get("/v1/datasources");
+    let created = server.get("/v1/datasources/created-by-matrix");
+    (
+        datasource.status,
+        datasource.body,
+        list.body,
+        created.status.to_string(),
+    )
+}
+
+#[test]
+fn access_control_matrix() {
+    let endpoint = TokenEndpoint::start("matrix-token");
+    endpoint.add_client("alpha-client", "alpha-secret");
+    endpoint.add_client("beta-client", "beta-secret");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("alpha", &endpoint.token_url()));
+    server.create_datasource(&bearer_datasource("beta", &endpoint.token_url()));
+    server.put_credentials("alpha", "alpha-client", "alpha-secret");
+    server.put_credentials("beta", "beta-client", "beta-secret");
+    let own = server.consumer_token(&["alpha"]);
+    let other = server.consumer_token(&["beta"]);
+
+    let callers = [
+        Caller::NoToken,
+        Caller::InvalidToken,
+        Caller::OtherConsumer,
+        Caller::OwnConsumer,
+        Caller::Admin,
+    ];
+    for route in routes() {
+        for caller in callers {
+            let token = match caller {
+                Caller::NoToken => None,
+                Caller::InvalidToken => Some("invalid-token-that-was-never-issued"),
+                Caller::OtherConsumer => Some(other.as_str()),
+                Caller::OwnConsumer => Some(own.as_str()),
+                Caller::Admin => Some(server.admin()),
+            };
+            let expected = match caller {
+                Caller::NoToken | Caller::InvalidToken => 401,
+                Caller::OtherConsumer => 403,
+                Caller::OwnConsumer => route.own_consumer,
+                Caller::Admin => route.admin,
+            };
+            let denied = expected == 401 || expected == 403;
+
+            let before = denied.then(|| snapshot(&server));
+            let reply = call_route(&server, &route, token);
+            let context = format!("{} {} as {caller:?}", route.method, route.path);
+            assert_eq!(reply.status, expected, "{context}: {}", reply.body);
+
+            if denied {
+                assert_problem(&reply, expected);
+                assert_eq!(
+                    before,
+                    Some(snapshot(&server)),
+                    "{context} was denied but changed data"
+                );
+            }
+            if expected == 401 {
+                assert_challenge(&reply, &context);
+            }
+        }
+    }
+}
+
+/// Calls a route; a merge patch goes with its media type and the current ETag,
+/// so that only the caller decides the outcome.
+fn call_route(server: &Server, route: &Route, token: Option<&str>) -> Reply {
+    if route.method != "PATCH" {
+        return server.call(route.method, route.path, token, route.body.as_ref());
+    }
+    let current = server.get(route.path);
+    let etag = current.header("etag").unwrap_or_default().to_owned();
+    let body = route.body.as_ref().map(|body| {
+        (
+            "application/merge-patch+json",
+            body.to_string().into_bytes(),
+        )
+    });
+    server.call_raw(
+        route.method,
+        route.path,
+        token,
+        &[("if-match", etag.as_str())],
+        body,
+    )
+}
+
+fn assert_challenge(reply: &Reply, context: &str) {
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer"),
+        "{context}: 401 without a WWW-Authenticate: Bearer challenge (got {challenge:?})"
+    );
+}
+
+#[test]
+fn consumer_list_shows_only_its_datasources() {
+    let server = Server::start();
+    for name in ["alpha", "beta", "gamma"] {
+        server.create_datasource(&json!({"name": name, "auth": {"method": "basic"}}));
+    }
+    let consumer = server.consumer_token(&["beta"]);
+
+    // A consumer may either be refused the list or see only its own data
+    // sources; it must never learn of the others.
+    let reply = server.call("GET", "/v1/datasources", Some(&consumer), None);
+    match reply.status {
+        200 => {
+            let names: Vec<String> = reply.json()["items"]
+                .as_array()
+                .expect("an items list")
+                .iter()
+                .map(|item| item["name"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(names, ["beta"], "a consumer saw other data sources");
+        }
+        403 => {
+            assert_problem(&reply, 403);
+        }
+        status => panic!(
+            "a consumer listing data sources got {status}: {}",
+            reply.body
+        ),
+    }
+}
+
+#[test]
+fn malformed_authorization_headers_are_401() {
+    let server = Server::start();
+    let admin = server.admin().to_owned();
+    let cases = [
+        format!("Basic {admin}"),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        format!("Bearer {admin}x"),
+        format!("bearer{admin}"),
+        "Bearer a b".to_owned(),
+    ];
+    for value in &cases {
+        let reply = server.call_raw(
+            "GET",
+            "/v1/datasources",
+            None,
+            &[("authorization", value)],
+            None,
+        );
+        assert_problem(&reply, 401);
+        let shown = value.replace(&admin, "<admin token>");
+        assert_challenge(&reply, &format!("Authorization {shown:?}"));
+    }
+}

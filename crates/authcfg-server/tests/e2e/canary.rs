@@ -1,0 +1,195 @@
+//! Canary secrets: a client secret and an access token with unique values
+//! travel through every feature that touches them, and then must appear in no
+//! response body (the access token only in the header it was issued in) and
+//! nowhere in the log output captured at trace level.
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::support::{
+    basic_datasource, basic_header, bearer_datasource, unique, Behaviour, Server, TokenEndpoint,
+};
+
+#[test]
+fn canary_secrets_never_leak() {
+    let canary_secret = unique("canarysecret");
+    let basic_secret = unique("canarybasic");
+    let refresh_secret = unique("canaryrefresh");
+    let token_prefix = unique("canarytoken");
+    let endpoint = TokenEndpoint::start(&token_prefix);
+    endpoint.add_client("canary-client", &canary_secret);
+    let mut server = Server::start();
+
+    // Credentials arrive through the environment at start-up.
+    server.create_datasource(&bearer_datasource("canary", &endpoint.token_url()));
+    server.create_datasource(&basic_datasource("canary-basic"));
+    server.restart_with_env(vec![
+        (
+            "AUTHCFG_DS_CANARY_CLIENT_ID".to_owned(),
+            "canary-client".to_owned(),
+        ),
+        (
+            "AUTHCFG_DS_CANARY_CLIENT_SECRET".to_owned(),
+            canary_secret.clone(),
+        ),
+        (
+            "AUTHCFG_DS_CANARY_REFRESH_TOKEN".to_owned(),
+            refresh_secret.clone(),
+        ),
+        (
+            "AUTHCFG_DS_CANARY_BASIC_CLIENT_ID".to_owned(),
+            "basic-user".to_owned(),
+        ),
+        (
+            "AUTHCFG_DS_CANARY_BASIC_CLIENT_SECRET".to_owned(),
+            basic_secret.clone(),
+        ),
+    ]);
+
+    // Headers, a forced refresh, and the diagnostics of a forced exchange.
+    let issued = server.authorize("canary");
+    assert_eq!(issued.status, 200, "authorization failed: {}", issued.body);
+    assert_eq!(
+        issued.json()["value"],
+        json!(format!("Bearer {token_prefix}-1"))
+    );
+    let refreshed = server.call(
+        "POST",
+        "/v1/datasources/canary/authorization",
+        Some(server.admin()),
+        Some(&json!({"force_refresh": true, "min_valid_for": 60})),
+    );
+    assert_eq!(
+        refreshed.json()["value"],
+        json!(format!("Bearer {token_prefix}-2"))
+    );
+    let diagnostics = server.call(
+        "POST",
+        "/v1/datasources/canary/test",
+        Some(server.admin()),
+        None,
+    );
+    assert_eq!(diagnostics.status, 200, "test failed: {}", diagnostics.body);
+    let basic = server.authorize("canary-basic");
+    assert_eq!(
+        basic.json()["value"],
+        json!(basic_header("basic-user", &basic_secret))
+    );
+
+    // Credentials through the API, including a rejected value that carries
+    // the canary and must not be echoed back.
+    server.put_credentials("canary", "canary-client", &canary_secret);
+    let rejected = server.put(
+        "/v1/datasources/canary/credentials",
+        &json!({"client_id": "canary-client", "client_secret": format!("{canary_secret}\n")}),
+    );
+    assert_eq!(
+        rejected.status, 400,
+        "a secret with a newline was accepted: {}",
+        rejected.body
+    );
+    let unknown_field = server.put(
+        "/v1/datasources/canary/credentials",
+        &json!({"client_id": "canary-client", "client_secret": canary_secret, "extra": canary_secret}),
+    );
+    assert_eq!(unknown_field.status, 400);
+
+    // An upstream failure, whose problem must not carry the secret either.
+    endpoint.set_behaviour(Behaviour::Reject {
+        status: 401,
+        error: "invalid_client".to_owned(),
+        description: "client authentication failed".to_owned(),
+    });
+    let failed = server.call(
+        "POST",
+        "/v1/datasources/canary/authorization",
+        Some(server.admin()),
+        Some(&json!({"force_refresh": true})),
+    );
+    assert_eq!(
+        failed.status, 502,
+        "an upstream rejection was not a 502: {}",
+        failed.body
+    );
+    server.call(
+        "POST",
+        "/v1/datasources/canary/test",
+        Some(server.admin()),
+        None,
+    );
+
+    // Every read route, so that their bodies are scanned too.
+    for path in [
+        "/v1/datasources",
+        "/v1/datasources/canary",
+        "/v1/datasources/canary-basic",
+        "/v1/audit",
+        "/v1/audit?datasource=canary",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 200, "{path} failed: {}", reply.body);
+    }
+    assert!(endpoint.issued() >= 2);
+
+    // The scan: response bodies and headers first.
+    let basic_encoded = basic_header("basic-user", &basic_secret);
+    let upstream_basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("canary-client:{canary_secret}"));
+    let replies = server.replies();
+    assert!(replies.len() > 20, "too few replies were recorded");
+    for reply in &replies {
+        let headers = format!("{:?}", reply.headers);
+        let context = format!("{} {} ({})", reply.method, reply.path, reply.status);
+        for secret in [
+            &canary_secret,
+            &refresh_secret,
+            &basic_secret,
+            &upstream_basic,
+        ] {
+            assert!(
+                !reply.body.contains(secret.as_str()),
+                "{context} returned a secret in its body"
+            );
+            assert!(
+                !headers.contains(secret.as_str()),
+                "{context} returned a secret in a header"
+            );
+        }
+
+        let is_header = reply.path.ends_with("/authorization") && reply.status == 200;
+        if !is_header {
+            assert!(
+                !reply.body.contains(&token_prefix),
+                "{context} returned an access token"
+            );
+            assert!(
+                !reply.body.contains(&basic_encoded),
+                "{context} returned a Basic header"
+            );
+        }
+        assert!(
+            !headers.contains(&token_prefix),
+            "{context} returned an access token in a header"
+        );
+    }
+
+    // Then every line the server and the command line wrote.
+    server.terminate();
+    let log = server.log();
+    assert!(
+        log.contains("TRACE"),
+        "the log was not captured at trace level"
+    );
+    for (what, secret) in [
+        ("client secret", canary_secret.as_str()),
+        ("refresh token", refresh_secret.as_str()),
+        ("basic password", basic_secret.as_str()),
+        ("access token", token_prefix.as_str()),
+        ("basic header", basic_encoded.trim_start_matches("Basic ")),
+        ("client_secret_basic header", upstream_basic.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the log contains the {what}");
+    }
+}

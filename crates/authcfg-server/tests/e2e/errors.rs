@@ -1,0 +1,156 @@
+//! Errors a user meets at the authorization route: missing credentials,
+//! an upstream rejection, an upstream that hangs, and the diagnostics of the
+//! test route for both outcomes.
+
+use serde_json::json;
+
+use crate::support::{
+    assert_problem, bearer_datasource, Behaviour, Server, ServerOptions, TokenEndpoint,
+};
+
+#[test]
+fn missing_credentials_conflict_names_variables() {
+    let endpoint = TokenEndpoint::start("unused-token");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+
+    let reply = server.authorize("crm-prod");
+
+    let problem = assert_problem(&reply, 409);
+    let detail = problem["detail"].as_str().unwrap();
+    for variable in [
+        "AUTHCFG_DS_CRM_PROD_CLIENT_ID",
+        "AUTHCFG_DS_CRM_PROD_CLIENT_SECRET",
+    ] {
+        assert!(
+            detail.contains(variable),
+            "the detail does not name {variable}: {detail}"
+        );
+    }
+    assert!(
+        endpoint.requests().is_empty(),
+        "the token endpoint was called without credentials"
+    );
+}
+
+#[test]
+fn missing_refresh_token_conflict_names_variable() {
+    let endpoint = TokenEndpoint::start("unused-token");
+    let server = Server::start();
+    let mut body = bearer_datasource("ledger", &endpoint.token_url());
+    body["auth"]["grant_type"] = json!("refresh_token");
+    server.create_datasource(&body);
+    server.put_credentials("ledger", "ledger-client", "ledger-secret");
+
+    let reply = server.authorize("ledger");
+
+    let problem = assert_problem(&reply, 409);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("AUTHCFG_DS_LEDGER_REFRESH_TOKEN"),
+        "the detail does not name the refresh token variable: {detail}"
+    );
+}
+
+#[test]
+fn upstream_invalid_client_is_bad_gateway() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "the-right-secret");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "a-wrong-secret");
+
+    let reply = server.authorize("crm-prod");
+
+    let problem = assert_problem(&reply, 502);
+    let text = problem.to_string();
+    assert!(
+        text.contains("invalid_client"),
+        "the problem lacks the RFC error code: {problem}"
+    );
+    assert!(
+        text.contains("client authentication failed"),
+        "the problem lacks the provider's description: {problem}"
+    );
+    assert!(
+        !text.contains("a-wrong-secret"),
+        "the problem shows the secret"
+    );
+    assert_eq!(endpoint.issued(), 0);
+}
+
+#[test]
+fn hanging_token_endpoint_is_gateway_timeout() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "crm-secret");
+    endpoint.set_behaviour(Behaviour::Hang);
+    let server = Server::start_with(ServerOptions {
+        extra_config: "token_request_timeout_secs = 1\ntoken_connect_timeout_secs = 1\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+
+    let reply = server.authorize("crm-prod");
+
+    assert_problem(&reply, 504);
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "the hanging request was not sent exactly once"
+    );
+}
+
+#[test]
+fn test_route_reports_both_outcomes() {
+    let endpoint = TokenEndpoint::start("diagnostic-token");
+    endpoint.add_client("crm-client", "crm-secret");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+
+    let reply = server.call(
+        "POST",
+        "/v1/datasources/crm-prod/test",
+        Some(server.admin()),
+        None,
+    );
+    assert_eq!(reply.status, 200, "test failed: {}", reply.body);
+    let good = reply.json();
+    assert_eq!(good["ok"], json!(true), "{good}");
+    assert!(
+        !reply.body.contains("diagnostic-token"),
+        "the diagnostics show the token"
+    );
+    assert!(
+        reply.body.contains("api.read"),
+        "the diagnostics lack the granted scope: {good}"
+    );
+    assert!(
+        reply.body.contains("200"),
+        "the diagnostics lack the upstream status: {good}"
+    );
+
+    endpoint.set_behaviour(Behaviour::Reject {
+        status: 400,
+        error: "invalid_scope".to_owned(),
+        description: "scope api.read is not granted".to_owned(),
+    });
+    let reply = server.call(
+        "POST",
+        "/v1/datasources/crm-prod/test",
+        Some(server.admin()),
+        None,
+    );
+    let bad = reply.json();
+    assert_eq!(bad["ok"], json!(false), "{bad}");
+    assert!(
+        reply.body.contains("invalid_scope"),
+        "the diagnostics lack the RFC error code: {bad}"
+    );
+    assert!(
+        reply.body.contains("scope api.read is not granted"),
+        "the diagnostics lack the description: {bad}"
+    );
+    assert!(!reply.body.contains("crm-secret"));
+}

@@ -1,0 +1,57 @@
+//! Shutdown on SIGTERM and SIGINT: in-flight requests finish, the process
+//! exits cleanly, and the port is closed afterwards.
+
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{bearer_datasource, Behaviour, Server, TokenEndpoint};
+
+#[test]
+fn sigterm_finishes_in_flight_request() {
+    let endpoint = TokenEndpoint::start("slow-token");
+    endpoint.add_client("crm-client", "crm-secret");
+    let mut server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+    endpoint.set_behaviour(Behaviour::Delay(Duration::from_secs(2)));
+
+    // One request waits on the slow token endpoint while the signal arrives.
+    let reply = thread::scope(|scope| {
+        let in_flight = scope.spawn(|| server.authorize("crm-prod"));
+        endpoint.wait_for_requests(1);
+        server.signal("TERM");
+        in_flight.join().expect("the in-flight request panicked")
+    });
+    let status = server.wait_exit();
+
+    assert_eq!(
+        reply.status, 200,
+        "the in-flight request failed: {}",
+        reply.body
+    );
+    assert_eq!(reply.json()["value"], json!("Bearer slow-token-1"));
+    assert!(
+        status.success(),
+        "the server exited with {status} after SIGTERM"
+    );
+    let address = server.base_url().trim_start_matches("http://").to_owned();
+    assert!(
+        TcpStream::connect(address).is_err(),
+        "the port still accepts connections"
+    );
+}
+
+#[test]
+fn idle_server_exits_cleanly_on_signals() {
+    for signal in ["TERM", "INT"] {
+        let mut server = Server::start();
+
+        server.signal(signal);
+        let status = server.wait_exit();
+
+        assert!(status.success(), "SIG{signal} gave exit status {status}");
+    }
+}
