@@ -521,7 +521,9 @@ mod tests {
 
     #[test]
     fn invalid_values_name_key_and_variable() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (environment, expected key, expected variable)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
             (&[("AUTHCFG_BIND", "localhost")], "bind", "AUTHCFG_BIND"),
             (
                 &[("AUTHCFG_LOG_FORMAT", "xml")],

@@ -180,6 +180,11 @@ pub struct Problem {
 ///
 /// The cause, if any, is written to the log and never sent to the client.
 pub struct ApiError {
+    inner: Box<Details>,
+}
+
+/// The parts of an [`ApiError`], boxed so that `Result<T, ApiError>` stays small.
+struct Details {
     kind: ProblemKind,
     detail: String,
     errors: Vec<FieldError>,
@@ -201,13 +206,15 @@ impl ApiError {
     /// Creates an error of `kind` whose detail the client sees.
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
-            kind,
-            detail: detail.into(),
-            errors: Vec::new(),
-            upstream: None,
-            env_vars: Vec::new(),
-            retry_after_secs: None,
-            cause: None,
+            inner: Box::new(Details {
+                kind,
+                detail: detail.into(),
+                errors: Vec::new(),
+                upstream: None,
+                env_vars: Vec::new(),
+                retry_after_secs: None,
+                cause: None,
+            }),
         }
     }
 
@@ -221,10 +228,9 @@ impl ApiError {
                 errors.len()
             ),
         };
-        Self {
-            errors,
-            ..Self::new(ProblemKind::Validation, detail)
-        }
+        let mut error = Self::new(ProblemKind::Validation, detail);
+        error.inner.errors = errors;
+        error
     }
 
     /// Creates a 400 validation error for one field.
@@ -234,18 +240,16 @@ impl ApiError {
 
     /// Creates a 500 error: the client sees a generic detail, the log gets `cause`.
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            cause: Some(cause.into()),
-            ..Self::new(
-                ProblemKind::Internal,
-                "an internal error occurred: the server log has the cause under this response's X-Request-Id",
-            )
-        }
+        Self::new(
+            ProblemKind::Internal,
+            "an internal error occurred: the server log has the cause under this response's X-Request-Id",
+        )
+        .with_cause(cause)
     }
 
     /// Adds the environment variables that would provide the missing credentials.
     pub fn with_env_vars(mut self, env_vars: Vec<String>) -> Self {
-        self.env_vars = env_vars;
+        self.inner.env_vars = env_vars;
         self
     }
 
@@ -256,7 +260,7 @@ impl ApiError {
         error_description: Option<String>,
         status: Option<u16>,
     ) -> Self {
-        self.upstream = Some(UpstreamDetail {
+        self.inner.upstream = Some(UpstreamDetail {
             error,
             error_description,
             status,
@@ -266,7 +270,7 @@ impl ApiError {
 
     /// Adds a `Retry-After` header, in seconds.
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after_secs = Some(seconds);
+        self.inner.retry_after_secs = Some(seconds);
         self
     }
 
@@ -275,38 +279,38 @@ impl ApiError {
         mut self,
         cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        self.cause = Some(cause.into());
+        self.inner.cause = Some(cause.into());
         self
     }
 
     /// Changes the kind, keeping the detail and field errors.
     pub fn set_kind(&mut self, kind: ProblemKind) {
-        self.kind = kind;
+        self.inner.kind = kind;
     }
 
     /// Returns the kind of problem.
     pub fn kind(&self) -> ProblemKind {
-        self.kind
+        self.inner.kind
     }
 
     /// Returns the detail that the client sees.
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.inner.detail
     }
 
     /// Builds the body that the client sees.
     pub fn to_problem(&self) -> Problem {
-        let upstream = self.upstream.clone().unwrap_or_default();
+        let upstream = self.inner.upstream.clone().unwrap_or_default();
         Problem {
-            type_uri: self.kind.type_uri().to_owned(),
-            title: self.kind.title().to_owned(),
-            status: self.kind.status().as_u16(),
-            detail: self.detail.clone(),
-            errors: self.errors.clone(),
+            type_uri: self.inner.kind.type_uri().to_owned(),
+            title: self.inner.kind.title().to_owned(),
+            status: self.inner.kind.status().as_u16(),
+            detail: self.inner.detail.clone(),
+            errors: self.inner.errors.clone(),
             error: upstream.error,
             error_description: upstream.error_description,
             upstream_status: upstream.status,
-            env_vars: self.env_vars.clone(),
+            env_vars: self.inner.env_vars.clone(),
         }
     }
 }
@@ -314,59 +318,59 @@ impl ApiError {
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiError")
-            .field("kind", &self.kind)
-            .field("detail", &self.detail)
-            .field("cause", &self.cause.as_ref().map(ToString::to_string))
+            .field("kind", &self.inner.kind)
+            .field("detail", &self.inner.detail)
+            .field("cause", &self.inner.cause.as_ref().map(ToString::to_string))
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
+        f.write_str(&self.inner.detail)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.kind.status()
+        self.inner.kind.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.kind.status();
+        let status = self.inner.kind.status();
         if status.is_server_error() {
-            match &self.cause {
+            match &self.inner.cause {
                 Some(cause) => tracing::error!(
                     status = status.as_u16(),
-                    problem = self.kind.type_uri(),
-                    detail = %self.detail,
+                    problem = self.inner.kind.type_uri(),
+                    detail = %self.inner.detail,
                     cause = %error_chain(cause.as_ref()),
                     "request failed"
                 ),
                 None => tracing::error!(
                     status = status.as_u16(),
-                    problem = self.kind.type_uri(),
-                    detail = %self.detail,
+                    problem = self.inner.kind.type_uri(),
+                    detail = %self.inner.detail,
                     "request failed"
                 ),
             }
         } else {
             tracing::debug!(
                 status = status.as_u16(),
-                problem = self.kind.type_uri(),
-                detail = %self.detail,
+                problem = self.inner.kind.type_uri(),
+                detail = %self.inner.detail,
                 "request rejected"
             );
         }
 
         let mut response = problem_response(status, &self.to_problem());
-        if self.kind == ProblemKind::Unauthorized {
+        if self.inner.kind == ProblemKind::Unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"authcfg\""),
             );
         }
-        if let Some(seconds) = self.retry_after_secs {
+        if let Some(seconds) = self.inner.retry_after_secs {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
