@@ -32,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             GrantType::ClientCredentials,
         ),
     })?;
-    writeln!(out, "created data source {} ({})", datasource.name, datasource.id)?;
+    writeln!(
+        out,
+        "created data source {} ({})",
+        datasource.name, datasource.id
+    )?;
 
     let summary = store.put_credentials(
         "crm-prod",

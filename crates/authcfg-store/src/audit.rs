@@ -46,7 +46,10 @@ fn find_secret_key(value: &Value, pointer: &str) -> Option<String> {
     match value {
         Value::Object(map) => map.iter().find_map(|(key, child)| {
             let path = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
-            if SECRET_KEYS.iter().any(|secret| key.eq_ignore_ascii_case(secret)) {
+            if SECRET_KEYS
+                .iter()
+                .any(|secret| key.eq_ignore_ascii_case(secret))
+            {
                 Some(path)
             } else {
                 find_secret_key(child, &path)

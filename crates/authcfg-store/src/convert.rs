@@ -17,7 +17,11 @@ pub(crate) fn to_nanos(time: OffsetDateTime) -> i64 {
 }
 
 /// Converts stored nanoseconds back to a UTC time.
-pub(crate) fn from_nanos(table: &'static str, key: &str, nanos: i64) -> Result<OffsetDateTime, Error> {
+pub(crate) fn from_nanos(
+    table: &'static str,
+    key: &str,
+    nanos: i64,
+) -> Result<OffsetDateTime, Error> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|error| {
         Error::CorruptRow {
             table,

@@ -235,13 +235,17 @@ impl Store {
                     }
                 };
             if unchanged {
-                tracing::debug!(datasource = owner.name, "credentials unchanged; version kept");
+                tracing::debug!(
+                    datasource = owner.name,
+                    "credentials unchanged; version kept"
+                );
                 return stored.summary(&owner.name);
             }
         }
 
         let (key_id, key) = self.inner.active_key(&transaction)?;
-        let seal = |field, value: &SecretString| key.seal(owner.id, field, &key_id, value.expose_secret());
+        let seal =
+            |field, value: &SecretString| key.seal(owner.id, field, &key_id, value.expose_secret());
         let client_secret = seal(CredentialField::ClientSecret, &credentials.client_secret)?;
         let password = credentials
             .password
@@ -430,7 +434,12 @@ impl Store {
         let key = self.inner.data_key(&transaction, &stored.key_id)?;
         if let Some(sealed) = &stored.refresh_token {
             let unchanged = key
-                .open(owner.id, CredentialField::RefreshToken, &stored.key_id, sealed)
+                .open(
+                    owner.id,
+                    CredentialField::RefreshToken,
+                    &stored.key_id,
+                    sealed,
+                )
                 .is_some_and(|old| {
                     old.as_bytes()
                         .ct_eq(new_token.expose_secret().as_bytes())

@@ -63,11 +63,10 @@ pub(crate) fn master_key_bytes(key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, Er
             Zeroizing::new(passphrase.expose_secret().as_bytes().to_vec())
         }
         MasterKey::KeyFile(path) => {
-            let mut bytes =
-                Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?);
+            let mut bytes = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?);
             let newline = if bytes.ends_with(b"\r\n") {
                 2
             } else {
@@ -125,7 +124,9 @@ pub(crate) fn derive_kek(
     let mut kek = Zeroizing::new([0u8; KEY_LEN]);
     argon2
         .hash_password_into(master, salt, kek.as_mut())
-        .map_err(|error| Error::InvalidOptions(format!("argon2id key derivation failed: {error}")))?;
+        .map_err(|error| {
+            Error::InvalidOptions(format!("argon2id key derivation failed: {error}"))
+        })?;
     Ok(Cipher::new(&kek))
 }
 
@@ -217,13 +218,23 @@ impl Cipher {
     }
 
     /// Wraps a key (a data key or the MAC key) under this key-encryption key.
-    pub(crate) fn wrap(&self, purpose: KeyPurpose, key_id: &str, key: &KeyBytes) -> Result<Vec<u8>, Error> {
+    pub(crate) fn wrap(
+        &self,
+        purpose: KeyPurpose,
+        key_id: &str,
+        key: &KeyBytes,
+    ) -> Result<Vec<u8>, Error> {
         self.encrypt(&wrap_aad(purpose, key_id), key.as_ref())
     }
 
     /// Unwraps a key wrapped by [`Cipher::wrap`]; `None` when the KEK is wrong
     /// or the wrapped value was changed.
-    pub(crate) fn unwrap_key(&self, purpose: KeyPurpose, key_id: &str, wrapped: &[u8]) -> Option<KeyBytes> {
+    pub(crate) fn unwrap_key(
+        &self,
+        purpose: KeyPurpose,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Option<KeyBytes> {
         let plaintext = self.decrypt(&wrap_aad(purpose, key_id), wrapped)?;
         let bytes: [u8; KEY_LEN] = plaintext.as_slice().try_into().ok()?;
         Some(Zeroizing::new(bytes))

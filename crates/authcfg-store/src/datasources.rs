@@ -248,7 +248,8 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
 
         let id = updated.id.to_string();
-        let current = select_one(&transaction, "id", &id)?.ok_or_else(|| not_found(&updated.name))?;
+        let current =
+            select_one(&transaction, "id", &id)?.ok_or_else(|| not_found(&updated.name))?;
         if current.name != updated.name {
             return Err(ValidationErrors::single(
                 "/name",

@@ -14,8 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::convert::{from_nanos, from_sql_int, now, to_nanos};
 use crate::crypto::{
-    derive_kek, master_key_bytes, random_bytes, random_key, Cipher, KeyBytes, KeyPurpose,
-    SALT_LEN,
+    derive_kek, master_key_bytes, random_bytes, random_key, Cipher, KeyBytes, KeyPurpose, SALT_LEN,
 };
 use crate::{
     Argon2Params, DataKeyState, DataKeyStatus, Error, Inner, KeyStatus, MasterKey,
@@ -57,7 +56,11 @@ fn read_keyring(connection: &Connection) -> Result<KeyringRow, Error> {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, Vec<u8>>(1)?,
-                    [row.get::<_, i64>(2)?, row.get::<_, i64>(3)?, row.get::<_, i64>(4)?],
+                    [
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, i64>(4)?,
+                    ],
                     row.get::<_, Vec<u8>>(5)?,
                     row.get::<_, i64>(6)?,
                     row.get::<_, i64>(7)?,
@@ -83,7 +86,9 @@ fn read_keyring(connection: &Connection) -> Result<KeyringRow, Error> {
     let (Some(memory_kib), Some(iterations), Some(parallelism)) =
         (memory_kib, iterations, parallelism)
     else {
-        return Err(corrupt(format!("argon2 parameters {costs:?} are out of range")));
+        return Err(corrupt(format!(
+            "argon2 parameters {costs:?} are out of range"
+        )));
     };
 
     Ok(KeyringRow {
@@ -205,7 +210,11 @@ pub(crate) fn active_key_id(connection: &Connection) -> Result<String, Error> {
 impl Inner {
     /// Returns the data key `key_id`, unwrapping it from the database when this
     /// process has not seen it yet (another process may have created it).
-    pub(crate) fn data_key(&self, connection: &Connection, key_id: &str) -> Result<Arc<Cipher>, Error> {
+    pub(crate) fn data_key(
+        &self,
+        connection: &Connection,
+        key_id: &str,
+    ) -> Result<Arc<Cipher>, Error> {
         {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(key) = keys.data_keys.get(key_id) {
@@ -231,14 +240,18 @@ impl Inner {
             .unwrap_key(KeyPurpose::Data, key_id, &wrapped)
             .ok_or_else(unavailable)?;
         let cipher = Arc::new(Cipher::new(&key));
-        keys.data_keys.insert(key_id.to_owned(), Arc::clone(&cipher));
+        keys.data_keys
+            .insert(key_id.to_owned(), Arc::clone(&cipher));
         tracing::debug!(key_id, "loaded a data key created by another process");
         Ok(cipher)
     }
 
     /// Returns the active data key. Call it inside the write transaction that
     /// uses the key, so that a concurrent rotation cannot retire it in between.
-    pub(crate) fn active_key(&self, connection: &Connection) -> Result<(String, Arc<Cipher>), Error> {
+    pub(crate) fn active_key(
+        &self,
+        connection: &Connection,
+    ) -> Result<(String, Arc<Cipher>), Error> {
         let key_id = active_key_id(connection)?;
         let cipher = self.data_key(connection, &key_id)?;
         Ok((key_id, cipher))
@@ -399,7 +412,11 @@ impl Store {
         }
         transaction.commit()?;
 
-        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         keys.kek = new_kek;
         drop(keys);
         tracing::info!(
@@ -498,7 +515,11 @@ impl Store {
         let key_id = format!("dk-{}", count + 1);
         let key = random_key();
         let wrapped = {
-            let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let keys = self
+                .inner
+                .keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             keys.kek.wrap(KeyPurpose::Data, &key_id, &key)?
         };
         transaction.execute(
@@ -511,7 +532,11 @@ impl Store {
         )?;
         transaction.commit()?;
 
-        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         keys.data_keys
             .insert(key_id.clone(), Arc::new(Cipher::new(&key)));
         Ok(key_id)
@@ -533,8 +558,8 @@ impl Store {
                  FROM credentials c JOIN datasources d ON d.id = c.datasource_id
                  WHERE c.key_id != ?1 ORDER BY c.datasource_id LIMIT ?2",
             )?;
-            let batch_size = i64::try_from(self.inner.options.rotation_batch_size.max(1))
-                .unwrap_or(i64::MAX);
+            let batch_size =
+                i64::try_from(self.inner.options.rotation_batch_size.max(1)).unwrap_or(i64::MAX);
             let rows = statement.query_map(params![new_key_id, batch_size], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -621,7 +646,11 @@ impl Store {
         }
         transaction.commit()?;
 
-        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for id in &unused {
             keys.data_keys.remove(id);
         }

@@ -56,11 +56,11 @@ use rusqlite::{Connection, DatabaseName, OpenFlags};
 
 pub use crypto::bench as __bench;
 pub use error::Error;
-pub use tokens::API_TOKEN_PREFIX;
 pub use options::{Argon2Params, MasterKey, StoreOptions};
+pub use tokens::API_TOKEN_PREFIX;
 pub use types::{
-    DataKeyState, DataKeyStatus, KeyStatus, NewAuditEvent, Page, RotationProgress,
-    RotationReport, UnsealedCredentials,
+    DataKeyState, DataKeyStatus, KeyStatus, NewAuditEvent, Page, RotationProgress, RotationReport,
+    UnsealedCredentials,
 };
 
 use crate::crypto::{check_argon2_params, master_key_bytes};
@@ -330,5 +330,162 @@ fn create_private_file(path: &Path) -> Result<(), Error> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use authcfg_model::{AuthConfig, CreateDataSource, Credentials, SecretString};
+
+    use super::*;
+
+    const FAST: Argon2Params = Argon2Params {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn key() -> MasterKey {
+        MasterKey::Passphrase(SecretString::new("migration test"))
+    }
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            argon2: FAST,
+            ..StoreOptions::default()
+        }
+    }
+
+    /// Writes a store file at schema `version`, as an older authcfg would
+    /// have left it, with one data source and its credentials.
+    fn write_old_store(path: &Path, version: i64) {
+        let mut connection = open_connection(path, std::time::Duration::from_secs(5)).unwrap();
+        let transaction = connection.transaction().unwrap();
+        schema::apply(&transaction, 0, version).unwrap();
+        let bytes = crypto::master_key_bytes(&key()).unwrap();
+        keyring::initialize(&transaction, &bytes, &FAST).unwrap();
+        transaction.commit().unwrap();
+        drop(connection);
+
+        // Data is written through the current code paths restricted to the
+        // tables version 1 already had.
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool: Pool::new(
+                    vec![open_connection(path, std::time::Duration::from_secs(5)).unwrap()],
+                    std::time::Duration::from_secs(5),
+                ),
+                keys: RwLock::new(keyring::unlock(&raw(path), &bytes).unwrap()),
+                options: options(),
+            }),
+        };
+        store
+            .create_datasource(&CreateDataSource {
+                name: "crm".to_owned(),
+                description: None,
+                base_url: None,
+                auth: AuthConfig::basic(),
+            })
+            .unwrap();
+        store
+            .put_credentials("crm", &Credentials::new("reporting", "old-secret"))
+            .unwrap();
+    }
+
+    fn raw(path: &Path) -> Connection {
+        Connection::open(path).unwrap()
+    }
+
+    /// Returns the schema as SQL text, sorted, to compare two files.
+    fn schema_sql(path: &Path) -> Vec<String> {
+        let connection = raw(path);
+        let mut statement = connection
+            .prepare("SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master ORDER BY type, name")
+            .unwrap();
+        let rows = statement.query_map([], |row| row.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn migrates_from_every_version() {
+        let directory = tempfile::tempdir().unwrap();
+        let fresh_path = directory.path().join("fresh.db");
+        drop(Store::open(&fresh_path, &key(), &options()).unwrap());
+        let fresh_schema = schema_sql(&fresh_path);
+
+        for version in 1..LATEST_VERSION {
+            let path = directory.path().join(format!("v{version}.db"));
+            write_old_store(&path, version);
+            assert_eq!(schema_version(&raw(&path)).unwrap(), version);
+
+            let store = Store::open(&path, &key(), &options()).unwrap();
+
+            assert_eq!(
+                schema_version(&raw(&path)).unwrap(),
+                LATEST_VERSION,
+                "from v{version}"
+            );
+            let unsealed = store.unseal_credentials("crm").unwrap().unwrap();
+            assert_eq!(
+                unsealed.credentials.client_secret.expose_secret(),
+                "old-secret"
+            );
+            assert!(store.change_counter().is_ok(), "from v{version}");
+            assert!(store.list_audit(None, None, 1).is_ok(), "from v{version}");
+            drop(store);
+            assert_eq!(schema_sql(&path), fresh_schema, "from v{version}");
+            let integrity: String = raw(&path)
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(integrity, "ok");
+        }
+    }
+
+    #[test]
+    fn creates_from_empty_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("empty.db");
+        std::fs::write(&path, b"").unwrap();
+
+        let store = Store::open(&path, &key(), &options()).unwrap();
+
+        assert_eq!(schema_version(&raw(&path)).unwrap(), LATEST_VERSION);
+        let application_id: i64 = raw(&path)
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .unwrap();
+        assert_eq!(application_id, APPLICATION_ID);
+        assert_eq!(store.key_status().unwrap().active_key_id, "dk-1");
+    }
+
+    #[test]
+    fn finishes_interrupted_creation() {
+        // A file switched to WAL whose first transaction never committed.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("interrupted.db");
+        drop(open_connection(&path, std::time::Duration::from_secs(5)).unwrap());
+
+        let store = Store::open(&path, &key(), &options()).unwrap();
+
+        assert_eq!(store.key_status().unwrap().active_key_id, "dk-1");
+    }
+
+    #[test]
+    fn newer_schema_rejected_unchanged() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("future.db");
+        drop(Store::open(&path, &key(), &options()).unwrap());
+        raw(&path)
+            .pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        let error = Store::open(&path, &key(), &options()).unwrap_err();
+
+        assert!(
+            matches!(error, Error::SchemaTooNew { found, .. } if found == LATEST_VERSION + 1),
+            "got {error:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

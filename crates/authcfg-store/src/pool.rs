@@ -107,7 +107,10 @@ impl DerefMut for PooledConnection<'_> {
     }
 }
 
-#[allow(clippy::panic, reason = "the connection is taken only in drop, after the last deref")]
+#[allow(
+    clippy::panic,
+    reason = "the connection is taken only in drop, after the last deref"
+)]
 fn unreachable_connection() -> ! {
     panic!("pooled connection used after it was returned")
 }
@@ -117,7 +120,11 @@ impl Drop for PooledConnection<'_> {
         if let Some(connection) = self.connection.take() {
             // A transaction dropped during a panic has already rolled back, so
             // the connection is clean and can serve the next caller.
-            let mut idle = self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             idle.push(connection);
             drop(idle);
             self.pool.returned.notify_one();

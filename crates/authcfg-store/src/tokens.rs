@@ -27,7 +27,15 @@ const MAX_PRESENTED_LEN: usize = 256;
 /// The columns that [`decode_token`] reads, in order.
 const COLUMNS: &str = "id, label, role, datasources, created_at, last_used_at, revoked_at";
 
-type RawToken = (String, String, String, String, i64, Option<i64>, Option<i64>);
+type RawToken = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn raw_token(row: &Row<'_>) -> rusqlite::Result<RawToken> {
     Ok((
@@ -53,8 +61,11 @@ fn decode_token(raw: RawToken) -> Result<ApiTokenInfo, Error> {
         "consumer" => Role::Consumer,
         other => return Err(corrupt(format!("unknown role {other:?}"))),
     };
-    let datasources: Vec<String> = serde_json::from_str(&datasources)
-        .map_err(|error| corrupt(format!("the data source list is not a JSON array ({error})")))?;
+    let datasources: Vec<String> = serde_json::from_str(&datasources).map_err(|error| {
+        corrupt(format!(
+            "the data source list is not a JSON array ({error})"
+        ))
+    })?;
     let time = |nanos: i64| from_nanos("api_tokens", &id, nanos);
     Ok(ApiTokenInfo {
         label,
@@ -202,9 +213,11 @@ impl Store {
         let mut connection = self.inner.pool.get()?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: Option<Option<i64>> = transaction
-            .query_row("SELECT revoked_at FROM api_tokens WHERE id = ?1", [id], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT revoked_at FROM api_tokens WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )
             .optional()?;
         match exists {
             None => {
@@ -260,7 +273,8 @@ impl Store {
             "SELECT {COLUMNS}, token_hash FROM api_tokens WHERE revoked_at IS NULL
              ORDER BY created_at, id"
         ))?;
-        let rows = statement.query_map([], |row| Ok((raw_token(row)?, row.get::<_, Vec<u8>>(7)?)))?;
+        let rows =
+            statement.query_map([], |row| Ok((raw_token(row)?, row.get::<_, Vec<u8>>(7)?)))?;
         let mut tokens = Vec::new();
         for row in rows {
             let (raw, hash) = row?;

@@ -1,6 +1,11 @@
 //! Credentials: versions, summaries, unsealing and refresh token rotation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 mod common;
 
@@ -161,7 +166,14 @@ fn rotate_refresh_token_checks_version() {
 
     assert_eq!(version, 2);
     assert!(
-        matches!(stale, Error::Conflict { expected: 1, current: 2, .. }),
+        matches!(
+            stale,
+            Error::Conflict {
+                expected: 1,
+                current: 2,
+                ..
+            }
+        ),
         "got {stale:?}"
     );
     assert_eq!(unchanged, 2, "the same token keeps the version");
@@ -194,10 +206,20 @@ fn rotate_refresh_token_rejects_bad_input() {
         .rotate_refresh_token(id, 1, &SecretString::new("a\nb"))
         .unwrap_err();
 
-    assert!(matches!(no_credentials, Error::NotFound { .. }), "got {no_credentials:?}");
+    assert!(
+        matches!(no_credentials, Error::NotFound { .. }),
+        "got {no_credentials:?}"
+    );
     assert!(matches!(empty, Error::Validation(_)), "got {empty:?}");
     assert!(matches!(control, Error::Validation(_)), "got {control:?}");
-    assert_eq!(test.store.credentials_summary("crm").unwrap().unwrap().version, 1);
+    assert_eq!(
+        test.store
+            .credentials_summary("crm")
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
 }
 
 #[test]
@@ -222,9 +244,15 @@ fn concurrent_refresh_rotations_one_wins() {
             })
         })
         .collect();
-    let results: Vec<_> = handles.into_iter().map(|handle| handle.join().unwrap()).collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|handle| handle.join().unwrap())
+        .collect();
 
-    let winners: Vec<usize> = results.iter().filter_map(|result| result.as_ref().ok().copied()).collect();
+    let winners: Vec<usize> = results
+        .iter()
+        .filter_map(|result| result.as_ref().ok().copied())
+        .collect();
     assert_eq!(winners.len(), 1, "results: {results:?}");
     for result in &results {
         if let Err(error) = result {

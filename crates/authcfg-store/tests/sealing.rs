@@ -1,7 +1,12 @@
 //! Sealing and the master key: wrong keys, tampered ciphertexts, nonces and
 //! redaction, checked against real store files.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 mod common;
 
@@ -98,7 +103,9 @@ fn wrong_passphrase_rejected_file_unchanged() {
     let error = Store::open(&path, &passphrase("wrong horse"), &options()).unwrap_err();
 
     assert!(matches!(error, Error::WrongMasterKey), "got {error:?}");
-    assert!(error.to_string().contains("check that the passphrase or key file"));
+    assert!(error
+        .to_string()
+        .contains("check that the passphrase or key file"));
     assert_eq!(file_digest(&path), before);
     let reopened = Store::open(&path, &passphrase("correct horse"), &options()).unwrap();
     assert!(reopened.unseal_credentials("crm").unwrap().is_some());
@@ -198,7 +205,11 @@ fn foreign_sqlite_file_rejected() {
 fn non_sqlite_file_rejected() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("notes.txt");
-    std::fs::write(&path, "this is not a database, just some text that is long enough").unwrap();
+    std::fs::write(
+        &path,
+        "this is not a database, just some text that is long enough",
+    )
+    .unwrap();
 
     let error = Store::open(&path, &passphrase("correct horse"), &options()).unwrap_err();
 
@@ -305,7 +316,13 @@ fn row_pointed_at_other_key_fails() {
     assert_eq!(moved, 1);
     let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     assert_eq!(failures.len(), 1, "exactly the moved row must fail");
-    assert!(matches!(failures[0], Error::Unseal { field: CredentialField::ClientSecret, .. }));
+    assert!(matches!(
+        failures[0],
+        Error::Unseal {
+            field: CredentialField::ClientSecret,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -427,7 +444,10 @@ fn fingerprint_keyed_and_stable() {
     let test = seeded(&["alpha", "beta"]);
     test.store.create_datasource(&bearer("gamma")).unwrap();
     test.store
-        .put_credentials("gamma", &full_credentials("a-different-secret", PASSWORD, REFRESH))
+        .put_credentials(
+            "gamma",
+            &full_credentials("a-different-secret", PASSWORD, REFRESH),
+        )
         .unwrap();
     let fingerprint = |name: &str| {
         test.store

@@ -2,7 +2,12 @@
 //! directory with cheap Argon2id parameters, and sample requests.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 
