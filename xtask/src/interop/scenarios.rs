@@ -44,6 +44,17 @@ const PAST_EXPIRY_SECS: f64 = 0.3;
 /// checked by the `refresh_token` data source scenario meanwhile.
 const PASSWORD_GRANT_REFRESHES: bool = false;
 
+/// Whether a restart keeps a rotated refresh token when the environment
+/// still holds the refresh token it replaced.
+///
+/// NOTE: `authcfg serve` imports `AUTHCFG_DS_*` variables at start and writes
+/// every value that differs from the stored one. After a rotation the stored
+/// refresh token differs from the environment's, so a restart puts the revoked
+/// token back and the data source fails with `invalid_grant` until an operator
+/// sets a new one. The scenario asserts that behaviour today; set this to
+/// `true` when the import leaves a rotated token alone.
+const ENV_IMPORT_KEEPS_ROTATED_REFRESH_TOKEN: bool = false;
+
 /// Everything the scenarios work with.
 pub(crate) struct Context {
     /// The service under test.
@@ -278,6 +289,27 @@ impl Context {
                 "client_secret_basic",
                 None,
             ))?;
+
+            // A refresh_token data source with its refresh token from the
+            // environment, which stays the same across restarts of authcfg.
+            authcfg.create_datasource(&bearer(
+                "dot-env-refresh",
+                &url,
+                "refresh_token",
+                "client_secret_basic",
+                None,
+            ))?;
+            let refresh_token = issue_refresh_token(&Client::new(), dot)?;
+            secrets.push(refresh_token.clone());
+            env.push((
+                env_var("dot-env-refresh", "client_id"),
+                pw.client_id.clone(),
+            ));
+            env.push((
+                env_var("dot-env-refresh", "client_secret"),
+                pw.client_secret.clone(),
+            ));
+            env.push((env_var("dot-env-refresh", "refresh_token"), refresh_token));
         }
 
         authcfg.set_env(env);
@@ -587,24 +619,7 @@ impl Context {
 
         // The operator obtains the first refresh token outside authcfg.
         let pw = &fixtures.password_grant;
-        let response = self.client.post_form(
-            &token_url,
-            Some((&pw.client_id, &pw.client_secret)),
-            &[
-                ("grant_type", "password"),
-                ("username", &fixtures.username),
-                ("password", &fixtures.password),
-            ],
-        )?;
-        ensure!(
-            response.status == 200,
-            "the password grant at django-oauth-toolkit failed: {}",
-            response.body
-        );
-        let refresh_token = response.json()?["refresh_token"]
-            .as_str()
-            .context("no refresh_token")?
-            .to_owned();
+        let refresh_token = issue_refresh_token(&self.client, self.dot()?)?;
         self.secrets.push(refresh_token.clone());
         self.authcfg.put_credentials(
             name,
@@ -637,6 +652,32 @@ impl Context {
             "django-oauth-toolkit accepted a rotated refresh token: {}",
             replay.status
         );
+        Ok(())
+    }
+
+    /// Scenario: a refresh token from `AUTHCFG_DS_*_REFRESH_TOKEN` is rotated,
+    /// then authcfg restarts with the same environment.
+    ///
+    /// The environment still holds the first refresh token, which the server
+    /// revoked when it rotated it.
+    fn env_refresh_token_after_rotation(&mut self) -> anyhow::Result<()> {
+        let name = "dot-env-refresh";
+        let first = self.header(name)?;
+        self.authcfg.restart()?;
+        sleep_until(
+            first.expires_at.context("`expires_at` is null")?,
+            PAST_EXPIRY_SECS,
+        );
+
+        if ENV_IMPORT_KEEPS_ROTATED_REFRESH_TOKEN {
+            let second = self.header(name)?;
+            ensure!(
+                second.value != first.value,
+                "after expiry the expired token was served"
+            );
+        } else {
+            self.upstream_error(name, &[502], Some("invalid_grant"))?;
+        }
         Ok(())
     }
 
@@ -697,6 +738,32 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// Obtains a refresh token from django-oauth-toolkit with the password grant,
+/// as an operator would before giving it to authcfg.
+fn issue_refresh_token(client: &Client, dot: &DotServer) -> anyhow::Result<String> {
+    let fixtures = &dot.fixtures;
+    let pw = &fixtures.password_grant;
+    let response = client.post_form(
+        &dot.token_url(),
+        Some((&pw.client_id, &pw.client_secret)),
+        &[
+            ("grant_type", "password"),
+            ("username", &fixtures.username),
+            ("password", &fixtures.password),
+        ],
+    )?;
+    ensure!(
+        response.status == 200,
+        "the password grant at django-oauth-toolkit failed: {}",
+        response.body
+    );
+    let refresh_token = response.json()?["refresh_token"]
+        .as_str()
+        .context("no refresh_token in the password grant's response")?
+        .to_owned();
+    Ok(refresh_token)
 }
 
 /// Sleeps until `offset_secs` seconds after `instant` (negative: before).
@@ -796,6 +863,13 @@ pub(crate) fn run_all(context: &mut Context, outcome: &mut Outcome) {
         outcome.run(
             "django-oauth-toolkit: refresh_token grant, rotated across restart",
             || context.refresh_token_grant(),
+        );
+    }
+
+    if context.dot.is_some() {
+        outcome.run(
+            "django-oauth-toolkit: refresh token from the environment, rotated, restart",
+            || context.env_refresh_token_after_rotation(),
         );
     }
 
