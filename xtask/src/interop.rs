@@ -2,10 +2,10 @@
 //! people wrote, and an API fuzzer against its OpenAPI document.
 //!
 //! The suite installs django-oauth-toolkit, oidc-provider and schemathesis
-//! into the ignored folder `.interop/` (reused while the pins in `interop/`
-//! are unchanged), starts each server on 127.0.0.1 with a free port, runs the
-//! scenarios through the real `authcfg serve` binary and its HTTP API, then
-//! runs schemathesis. Every process it starts is stopped at the end, and all
+//! into the ignored folder `.interop/`, and reuses them while the pins in
+//! `interop/` are unchanged. It starts each server on 127.0.0.1 with a free
+//! port, runs the scenarios through the real `authcfg serve` binary and its
+//! HTTP API, then runs schemathesis. Every process it starts is stopped at the end, and all
 //! of them are killed when the time limit passes or a signal arrives.
 
 mod authcfg;

@@ -15,7 +15,7 @@ use super::http::{Client, Response};
 use super::process::Process;
 use super::servers::{free_port, random_hex};
 
-/// How long `authcfg serve` may take to answer `/healthz` after its start.
+/// How long `authcfg serve` may take after its start to return 200 on `/healthz`.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// The refresh margin the suite configures, in seconds: a cached token is
@@ -75,7 +75,7 @@ impl Authcfg {
             .context("authcfg has not started yet, so there is no admin token")
     }
 
-    /// Starts `authcfg serve` and waits until `/healthz` answers 200.
+    /// Starts `authcfg serve` and waits until `/healthz` returns 200.
     pub(crate) fn start(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.process.is_none(), "authcfg is already running");
 
@@ -114,7 +114,7 @@ impl Authcfg {
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "authcfg did not answer GET /healthz with 200 within {} s; the end of its log:\n{}",
+                "authcfg did not return 200 on GET /healthz within {} s; the end of its log:\n{}",
                 START_LIMIT.as_secs(),
                 process.log_tail(30)
             );
@@ -156,7 +156,7 @@ impl Authcfg {
             .send(method, &url, Some(self.admin_token()?), body)
     }
 
-    /// Creates a data source and fails unless the service answers 201.
+    /// Creates a data source and fails unless the service returns 201.
     pub(crate) fn create_datasource(&self, body: &Value) -> anyhow::Result<()> {
         let response = self.api("POST", "/v1/datasources", Some(body))?;
         anyhow::ensure!(
@@ -168,7 +168,7 @@ impl Authcfg {
         Ok(())
     }
 
-    /// Sets a data source's credentials and fails unless the service answers 204.
+    /// Sets a data source's credentials and fails unless the service returns 204.
     pub(crate) fn put_credentials(&self, name: &str, credentials: &Value) -> anyhow::Result<()> {
         let response = self.api(
             "PUT",

@@ -1,8 +1,8 @@
 //! schemathesis against the running service's `/openapi.json`.
 //!
 //! schemathesis generates requests for every operation of the OpenAPI
-//! document, sends them with an admin token, and checks that no response is a
-//! server error, that every status code is documented for its operation, and
+//! document and sends them with an admin token. It checks that no response is
+//! a server error, that every status code is documented for its operation, and
 //! that every body matches its documented schema.
 
 use std::path::Path;

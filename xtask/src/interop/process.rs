@@ -3,9 +3,9 @@
 //! Every child runs in a process group of its own, so that stopping it also
 //! stops whatever it started (a shell's children, a server's workers). The
 //! groups of live children are kept in a registry. A watchdog thread kills them
-//! all and exits when the suite's time limit passes, and a signal thread does
-//! the same on SIGINT, SIGTERM and SIGHUP, because a group of its own does not
-//! receive the signals that a terminal or `timeout` sends to the suite.
+//! all and exits when the suite's time limit passes. A signal thread does the
+//! same on SIGINT, SIGTERM and SIGHUP, because a child in a group of its own
+//! does not receive the signals that a terminal or `timeout` sends to the suite.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -31,7 +31,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
 fn groups() -> MutexGuard<'static, BTreeSet<u32>> {
-    // A poisoned registry still holds valid ids: a panic cannot leave it half
+    // A poisoned registry still contains valid ids: a panic cannot leave it half
     // changed, since every change is a single insert or remove.
     GROUPS
         .lock()

@@ -28,7 +28,7 @@ pub(crate) const DOT_TOKEN_LIFETIME_SECS: u64 = 4;
 /// restart may still fail.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 
-/// How long after a token's `expires_at` a scenario asks again, in seconds.
+/// How long after a token's `expires_at` a scenario requests it again, in seconds.
 /// authcfg stops handing out a token at its `expires_at`, which is the
 /// server's expiry less the refresh margin.
 const PAST_EXPIRY_SECS: f64 = 0.3;
@@ -45,7 +45,7 @@ const PAST_EXPIRY_SECS: f64 = 0.3;
 const PASSWORD_GRANT_REFRESHES: bool = false;
 
 /// Whether a restart keeps a rotated refresh token when the environment
-/// still holds the refresh token it replaced.
+/// still contains the refresh token it replaced.
 ///
 /// NOTE: `authcfg serve` imports `AUTHCFG_DS_*` variables at start and writes
 /// every value that differs from the stored one. After a rotation the stored
@@ -383,7 +383,7 @@ impl Context {
         Ok(response)
     }
 
-    /// Requests a header and fails unless authcfg answers with a problem of
+    /// Requests a header and fails unless authcfg returns a problem of
     /// one of `statuses` that carries the upstream error `code`.
     fn upstream_error(
         &self,
@@ -559,8 +559,8 @@ impl Context {
     /// restart of authcfg.
     ///
     /// The suite counts the refresh tokens that django-oauth-toolkit revoked:
-    /// each refresh grant revokes one, a password grant none. That tells which
-    /// grant authcfg sent for each new token.
+    /// each refresh grant revokes one, a password grant none. The count shows
+    /// which grant authcfg sent for each new token.
     fn password_then_refresh(&mut self) -> anyhow::Result<()> {
         let name = "dot-password";
         let per_renewal = u64::from(PASSWORD_GRANT_REFRESHES);
@@ -658,7 +658,7 @@ impl Context {
     /// Scenario: a refresh token from `AUTHCFG_DS_*_REFRESH_TOKEN` is rotated,
     /// then authcfg restarts with the same environment.
     ///
-    /// The environment still holds the first refresh token, which the server
+    /// The environment still contains the first refresh token, which the server
     /// revoked when it rotated it.
     fn env_refresh_token_after_rotation(&mut self) -> anyhow::Result<()> {
         let name = "dot-env-refresh";
@@ -726,8 +726,8 @@ impl Context {
         Ok(())
     }
 
-    /// Scenario: authcfg's log holds none of the suite's secrets.
-    fn log_holds_no_secret(&self) -> anyhow::Result<()> {
+    /// Scenario: authcfg's log contains none of the suite's secrets.
+    fn log_contains_no_secret(&self) -> anyhow::Result<()> {
         let log = std::fs::read_to_string(self.authcfg.log())
             .context("failed to read the authcfg log")?;
         for (index, secret) in self.secrets.iter().enumerate() {
@@ -873,7 +873,7 @@ pub(crate) fn run_all(context: &mut Context, outcome: &mut Outcome) {
         );
     }
 
-    outcome.run("authcfg log holds no secret", || {
-        context.log_holds_no_secret()
+    outcome.run("authcfg log contains no secret", || {
+        context.log_contains_no_secret()
     });
 }

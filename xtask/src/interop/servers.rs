@@ -24,8 +24,8 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// Returns a port on 127.0.0.1 that was free a moment ago.
 ///
 /// The listener is closed before the server binds the port, so another
-/// process could take it in between; on this machine nothing else binds
-/// ephemeral ports on purpose.
+/// process could take the port in between. A server that fails to bind fails
+/// its start with the end of its log.
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .context("failed to bind 127.0.0.1:0 to find a free port")?;
@@ -69,7 +69,8 @@ pub(crate) struct Client {
     pub(crate) client_secret: String,
 }
 
-/// What `dot_project.py` wrote to `fixtures.json`.
+/// The generated user and applications, read from the `fixtures.json` that
+/// `dot_project.py` writes.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct DotFixtures {
     /// The user of the password grant.
@@ -225,8 +226,8 @@ impl OidcServer {
 
     /// Starts the server and waits until it accepts connections.
     ///
-    /// oidc-provider keeps its tokens in memory, so a restart forgets every
-    /// token it issued; the clients stay, since they come from the environment.
+    /// oidc-provider keeps its tokens in memory, so a restart drops every
+    /// token it issued. The clients stay, because they come from the environment.
     pub(crate) fn start(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.process.is_none(), "oidc-provider is already running");
         let mut command = Command::new("node");
