@@ -529,7 +529,9 @@ mod tests {
         AuthConfig::bearer("https://login.example.com/oauth/token", grant)
     }
 
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    type Vars = Vec<(String, String)>;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
@@ -798,8 +800,9 @@ mod tests {
         create(&store, "erp", AuthConfig::basic());
         let missing_file = dir.path().join("no-such-file");
 
-        // Each row: the variables, and the variable that the problem names.
-        let cases: Vec<(Vec<(String, String)>, &str, &str)> = vec![
+        // Each row: the variables, the variable that a problem names, and a
+        // phrase of its fix.
+        let cases: Vec<(Vars, &str, &str)> = vec![
             (
                 vars(&[
                     ("AUTHCFG_DS_CRM_PROD_CLIENT_ID", "crm-client"),

@@ -22,6 +22,9 @@ struct Route {
     path: &'static str,
     body: Option<Value>,
     own_consumer: u16,
+    /// The status for a consumer of another data source; a route that is
+    /// not about one data source may answer it like its own consumer.
+    other_consumer: u16,
     admin: u16,
 }
 
@@ -31,9 +34,18 @@ fn routes() -> Vec<Route> {
     vec![
         Route {
             method: "GET",
+            path: "/v1/datasources",
+            body: None,
+            own_consumer: 200,
+            other_consumer: 200,
+            admin: 200,
+        },
+        Route {
+            method: "GET",
             path: "/v1/datasources/alpha",
             body: None,
             own_consumer: 200,
+            other_consumer: 403,
             admin: 200,
         },
         Route {
@@ -41,6 +53,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha/authorization",
             body: Some(json!({})),
             own_consumer: 200,
+            other_consumer: 403,
             admin: 200,
         },
         Route {
@@ -48,6 +61,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources",
             body: Some(json!({"name": "created-by-matrix", "auth": {"method": "basic"}})),
             own_consumer: 403,
+            other_consumer: 403,
             admin: 201,
         },
         Route {
@@ -55,6 +69,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha",
             body: Some(json!({"description": "patched by the matrix"})),
             own_consumer: 403,
+            other_consumer: 403,
             admin: 200,
         },
         Route {
@@ -62,6 +77,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha/test",
             body: None,
             own_consumer: 403,
+            other_consumer: 403,
             admin: 200,
         },
         Route {
@@ -69,6 +85,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/audit",
             body: None,
             own_consumer: 403,
+            other_consumer: 403,
             admin: 200,
         },
         Route {
@@ -76,6 +93,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha/credentials",
             body: Some(json!({"client_id": "alpha-client", "client_secret": "alpha-secret"})),
             own_consumer: 403,
+            other_consumer: 403,
             admin: 204,
         },
         Route {
@@ -83,6 +101,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha/credentials",
             body: None,
             own_consumer: 403,
+            other_consumer: 403,
             admin: 204,
         },
         Route {
@@ -90,6 +109,7 @@ fn routes() -> Vec<Route> {
             path: "/v1/datasources/alpha",
             body: None,
             own_consumer: 403,
+            other_consumer: 403,
             admin: 204,
         },
     ]
@@ -139,7 +159,7 @@ fn access_control_matrix() {
             };
             let expected = match caller {
                 Caller::NoToken | Caller::InvalidToken => 401,
-                Caller::OtherConsumer => 403,
+                Caller::OtherConsumer => route.other_consumer,
                 Caller::OwnConsumer => route.own_consumer,
                 Caller::Admin => route.admin,
             };
@@ -161,8 +181,31 @@ fn access_control_matrix() {
             if expected == 401 {
                 assert_challenge(&reply, &context);
             }
+            if route.path == "/v1/datasources" && route.method == "GET" {
+                let allowed: &[&str] = match caller {
+                    Caller::OwnConsumer => &["alpha"],
+                    Caller::OtherConsumer => &["beta"],
+                    _ => &["alpha", "beta"],
+                };
+                if reply.status == 200 {
+                    assert_eq!(
+                        listed_names(&reply),
+                        allowed,
+                        "{context} listed the wrong data sources"
+                    );
+                }
+            }
         }
     }
+}
+
+fn listed_names(reply: &Reply) -> Vec<String> {
+    reply.json()["items"]
+        .as_array()
+        .expect("an items list")
+        .iter()
+        .map(|item| item["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Calls a route; a merge patch goes with its media type and the current ETag,

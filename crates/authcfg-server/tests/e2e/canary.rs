@@ -138,7 +138,11 @@ fn canary_secrets_never_leak() {
     let upstream_basic =
         base64::engine::general_purpose::STANDARD.encode(format!("canary-client:{canary_secret}"));
     let replies = server.replies();
-    assert!(replies.len() > 20, "too few replies were recorded");
+    assert!(
+        replies.len() >= 18,
+        "only {} replies were recorded",
+        replies.len()
+    );
     for reply in &replies {
         let headers = format!("{:?}", reply.headers);
         let context = format!("{} {} ({})", reply.method, reply.path, reply.status);

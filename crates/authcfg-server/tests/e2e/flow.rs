@@ -3,6 +3,8 @@
 //! the credentials and get a new token.
 
 use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -326,9 +328,19 @@ fn audit_records_writes_and_headers() {
     server.put_credentials("audited", "audit-user", "audit-password");
     assert_eq!(server.authorize("audited").status, 200);
 
-    let reply = server.get("/v1/audit?datasource=audited");
-    assert_eq!(reply.status, 200, "audit failed: {}", reply.body);
-    let body = reply.json();
+    // Audit events are written by a background queue, so give it a moment
+    // to reach the store.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (reply, body) = loop {
+        let reply = server.get("/v1/audit?datasource=audited");
+        assert_eq!(reply.status, 200, "audit failed: {}", reply.body);
+        let body = reply.json();
+        let count = body["items"].as_array().map_or(0, Vec::len);
+        if count >= 3 || Instant::now() >= deadline {
+            break (reply, body);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let events = body["items"].as_array().expect("an items list");
     assert!(
         events
@@ -411,6 +423,11 @@ fn request_id_is_echoed() {
         None,
     );
     assert_eq!(reply.header("x-request-id"), Some("e2e-request-42"));
+
+    assert!(
+        server.log().contains("e2e-request-42"),
+        "no log line carries the request id"
+    );
 
     let generated = server.call("GET", "/v1/datasources", Some(server.admin()), None);
     assert!(

@@ -14,6 +14,7 @@
 
 mod access;
 mod bad_input;
+mod behaviour;
 mod canary;
 mod errors;
 mod flow;

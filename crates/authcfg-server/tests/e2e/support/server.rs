@@ -434,10 +434,27 @@ impl Server {
     /// Writes `authcfg.toml` with a free port and starts `authcfg serve`.
     fn launch(&mut self) -> Child {
         let port = free_port();
-        let config = format!(
-            "bind = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_level = \"trace\"\nlog_format = \"text\"\n{}\n",
-            self.options.extra_config
-        );
+        let bind = format!("\"127.0.0.1:{port}\"");
+        let defaults = [
+            ("bind", bind.as_str()),
+            ("data_dir", "\"data\""),
+            ("log_level", "\"trace\""),
+            ("log_format", "\"text\""),
+        ];
+        // A key set by the test's extra configuration replaces the default,
+        // because TOML rejects a key that appears twice.
+        let mut config = String::new();
+        for (key, value) in defaults {
+            let overridden = self.options.extra_config.lines().any(|line| {
+                line.split('=')
+                    .next()
+                    .is_some_and(|name| name.trim() == key)
+            });
+            if !overridden {
+                config.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        config.push_str(&self.options.extra_config);
         fs::write(self.dir.path().join("authcfg.toml"), config).expect("write authcfg.toml");
 
         let log = OpenOptions::new()
