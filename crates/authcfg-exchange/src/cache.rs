@@ -227,6 +227,10 @@ impl Cache {
 
     /// Installs `replacement` for `datasource` if `current` is still its slot.
     /// An invalidation or a config change in the meantime wins.
+    ///
+    /// NOTE: a caller that names the rotated credentials version before this
+    /// runs replaces `current` with an empty slot, so the rotated token is not
+    /// installed and that caller sends one more token request.
     pub(crate) fn replace(
         &self,
         datasource: DataSourceId,

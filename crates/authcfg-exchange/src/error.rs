@@ -1,9 +1,9 @@
 //! The error type of the exchange crate.
 //!
 //! Errors are `Clone` because one failed token request is reported to every
-//! caller that waited for it; causes that are not `Clone` are kept behind an
-//! `Arc`. No variant ever carries a secret: upstream descriptions are scrubbed
-//! of the credentials that were sent before they are stored here.
+//! caller that waited for it. Causes that are not `Clone` are kept behind an
+//! `Arc`. No variant carries a credential that was sent: upstream error codes
+//! and descriptions are scrubbed of them before they are stored here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// Everything that can go wrong while producing an `Authorization` header.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// Returned when the token endpoint answered with an RFC 6749 section 5.2
+    /// Returned when the token endpoint replied with an RFC 6749 section 5.2
     /// error body (`error`, `error_description`), whatever the HTTP status.
     #[error("token endpoint returned error {error:?}{}{}", describe_status(*status), describe_text(description.as_deref()))]
     Upstream {
@@ -35,7 +35,7 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
-    /// Returned when the token endpoint answered with a non-success HTTP status
+    /// Returned when the token endpoint replied with a non-success HTTP status
     /// and a body that is not an RFC 6749 error.
     #[error("token endpoint returned HTTP {status} without an OAuth error body: check token_url and the provider's status")]
     HttpStatus {
@@ -66,7 +66,7 @@ pub enum Error {
         source: Option<SharedError>,
     },
 
-    /// Returned when the token endpoint answered with a redirect. It is never
+    /// Returned when the token endpoint replied with a redirect. It is never
     /// followed, because following it would send the credentials to another URL.
     #[error("token endpoint answered HTTP {status} with a redirect to {location:?}: set token_url to the final URL, redirects are not followed")]
     Redirect {
@@ -89,7 +89,7 @@ pub enum Error {
     /// access token with characters that cannot appear in a header.
     #[error("invalid token response: {reason}")]
     InvalidResponse {
-        /// What is wrong with the response.
+        /// The problem with the response.
         reason: String,
         /// The HTTP status of the response.
         status: Option<u16>,
@@ -99,7 +99,7 @@ pub enum Error {
     /// example a bearer config without `token_url`.
     #[error("invalid auth config: {reason}")]
     InvalidConfig {
-        /// What is wrong and how to fix it.
+        /// The problem and its fix.
         reason: String,
     },
 

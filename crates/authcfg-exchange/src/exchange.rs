@@ -73,7 +73,7 @@ pub struct LoadedCredentials {
 /// One request for an `Authorization` header.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthorizeRequest<'a> {
-    /// The data source; the cache holds one entry per data source.
+    /// The data source. The cache contains one entry per data source.
     pub datasource: DataSourceId,
     /// Its auth config. A cached token is used only when it was obtained with
     /// an equal `token_url`, grant, client authentication, scope set and
@@ -87,7 +87,8 @@ pub struct AuthorizeRequest<'a> {
     /// How long the returned token must stay valid at least.
     pub min_valid_for: Duration,
     /// Requests a new token even when a cached one is valid, for example after
-    /// the data source rejected the cached one.
+    /// the data source rejected the cached one. It joins a token request in
+    /// flight, and fails with [`Error::BackingOff`] during a back-off.
     pub force_refresh: bool,
 }
 
@@ -191,7 +192,7 @@ impl std::fmt::Debug for Exchange {
     }
 }
 
-/// What one caller does next, decided under the slot lock.
+/// The next step of one caller, decided under the slot lock.
 enum Step {
     /// Serve the cached token.
     Hit(Arc<CachedToken>),
@@ -260,8 +261,9 @@ impl Exchange {
     /// Returns an `Authorization` header for the data source.
     ///
     /// A cache hit takes no I/O and does not call `load`. On a miss, exactly
-    /// one caller per data source calls `load` and sends the token request;
-    /// concurrent callers wait for it and all get its result, success or error.
+    /// one caller per data source calls `load` and sends the token request.
+    /// Concurrent callers wait for it, and all of them get its result, success
+    /// or error.
     /// If that caller's future is dropped before the request finishes, a
     /// waiting caller takes over with its own `load`.
     ///
@@ -363,7 +365,7 @@ impl Exchange {
                         inner.metrics.record_miss();
                     }
                     let Some(load) = load.take() else {
-                        // A caller leads at most once, because leading returns.
+                        // Unreachable: leading returns, so a caller leads at most once.
                         return Err(Error::Load(Arc::from(BoxError::from(
                             "the credentials loader was already used",
                         ))));
@@ -713,8 +715,8 @@ impl Exchange {
     }
 
     /// Drops the cached token and back-off state of a data source, for when its
-    /// config or credentials change. A token request in flight still answers
-    /// its callers, but its token is not cached.
+    /// config or credentials change. A token request in flight still returns
+    /// its result to its callers, but its token is not cached.
     pub fn invalidate(&self, datasource: DataSourceId) {
         self.inner.cache.remove(datasource);
         tracing::debug!(datasource = %datasource, "token cache entry invalidated");

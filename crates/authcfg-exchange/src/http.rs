@@ -24,7 +24,7 @@ pub(crate) struct HttpResponse {
 
 impl Drop for HttpResponse {
     fn drop(&mut self) {
-        // The body holds the access and refresh tokens.
+        // The body contains the access and refresh tokens.
         self.body.zeroize();
     }
 }
@@ -126,7 +126,7 @@ pub(crate) async fn send(
 }
 
 /// Maps a reqwest error to a timeout or transport error, with the cause chain
-/// in the message. The URL stays in the message: a token URL holds no secret,
+/// in the message. The URL stays in the message: a token URL contains no secret,
 /// because validation rejects user info in it.
 fn map_error(error: reqwest::Error, config: &ExchangeConfig) -> Error {
     if error.is_timeout() {
@@ -149,7 +149,7 @@ fn map_error(error: reqwest::Error, config: &ExchangeConfig) -> Error {
         source = cause.source();
     }
     // Connection setup can also time out below reqwest (for example in the TLS
-    // handshake); such an error says so in its chain.
+    // handshake); such an error names it in its chain.
     if message.contains("timed out") {
         return Error::Timeout {
             after: config.connect_timeout,

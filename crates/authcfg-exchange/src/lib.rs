@@ -3,8 +3,8 @@
 //! `basic` is a pure computation (RFC 7617). `bearer` sends an OAuth 2.0 token
 //! request (RFC 6749) and caches the access token per data source, with a
 //! single request in flight per cold key, refresh ahead of expiry, back-off
-//! after failures and persisted refresh token rotation. The crate knows HTTP
-//! but not SQL: credentials come from a caller-supplied loader and rotated
+//! after failures and persisted refresh token rotation. The crate sends HTTP
+//! but does no SQL: credentials come from a caller-supplied loader and rotated
 //! refresh tokens leave through a [`RefreshTokenSink`].
 //!
 //! ```

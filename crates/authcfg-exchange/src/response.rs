@@ -19,7 +19,7 @@ use crate::Error;
 /// Longest `error` code or `error_description` kept, in characters.
 const MAX_ERROR_TEXT_CHARS: usize = 512;
 
-/// Longest lifetime accepted from `expires_in`; longer values are capped so
+/// Maximum lifetime taken from `expires_in`. Longer values are capped so
 /// that expiry arithmetic cannot overflow.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -70,7 +70,7 @@ struct RawResponse {
     error_description: Option<serde_json::Value>,
 }
 
-/// What the HTTP layer received.
+/// The parts of an HTTP response that parsing reads.
 pub(crate) struct ResponseParts<'a> {
     pub(crate) status: u16,
     pub(crate) content_type: Option<&'a str>,
@@ -90,7 +90,7 @@ pub(crate) fn parse_token_response(
     let raw = parse_body(parts.content_type, parts.body);
 
     // An RFC 6749 section 5.2 error body wins whatever the status: some
-    // providers answer HTTP 200 with an `error` field.
+    // providers return HTTP 200 with an `error` field.
     if let Ok(raw) = &raw {
         if let Some(error) = raw.error.as_ref().and_then(error_code) {
             let description = raw
@@ -166,7 +166,7 @@ pub(crate) fn parse_token_response(
     })
 }
 
-/// Parses the body by its Content-Type: form data when it says
+/// Parses the body by its Content-Type: form data when it is
 /// `application/x-www-form-urlencoded`, JSON otherwise. A body that is not JSON
 /// but has no JSON Content-Type is tried as form data as well.
 fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<RawResponse, String> {

@@ -91,7 +91,7 @@ impl Harness {
         }
     }
 
-    /// A loader of `demo`/`secret` credentials at `version`.
+    /// Returns a loader of `demo`/`secret` credentials at `version`.
     fn load(&self, version: u64) -> Loader {
         self.load_with(version, || Credentials::new("demo", "secret"))
     }
@@ -426,7 +426,7 @@ async fn ok_status_with_error_body_is_an_error() {
     assert!(error.is_permanent());
 
     // The error was not cached as a token: once the back-off is over, the
-    // next call asks the endpoint again.
+    // next call sends a new token request.
     harness.clock.advance(Duration::from_secs(120));
     server.set(Reply::token("at-ok", 3600));
     assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-ok");
@@ -607,7 +607,7 @@ async fn oversized_response_is_rejected() {
 // Rotation.
 
 #[tokio::test]
-async fn rotated_refresh_token_is_persisted_and_cached_under_new_version() {
+async fn rotation_persisted_and_cached() {
     let server = TokenServer::start(Reply::json(
         200,
         r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-2"}"#,
@@ -951,7 +951,7 @@ async fn backoff_honours_retry_after() {
 }
 
 #[tokio::test]
-async fn min_valid_for_and_force_refresh_fetch_new_token() {
+async fn min_valid_and_force_refresh() {
     let server = TokenServer::start(Reply::token("at-1", 100)).await;
     let harness = Harness::new();
     let auth = client_credentials(&server);
