@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::Error;
+
 /// Settings of an [`Exchange`](crate::Exchange). `Default` gives values that
 /// suit a broker in front of typical OAuth providers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,37 @@ pub struct ExchangeConfig {
     /// Whether token requests use the proxy named by the `HTTPS_PROXY`,
     /// `HTTP_PROXY` and `NO_PROXY` environment variables.
     pub proxy_from_env: bool,
+}
+
+impl ExchangeConfig {
+    /// Checks that every value is in range.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::InvalidSettings`] for a zero timeout, a zero response
+    /// size cap, or a `backoff_initial` above `backoff_max`.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: &str| {
+            Err(Error::InvalidSettings {
+                reason: reason.to_owned(),
+            })
+        };
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout is 0: set it above 0, such as 5 s");
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout is 0: set it above 0, such as 15 s");
+        }
+        if self.max_response_bytes == 0 {
+            return invalid("max_response_bytes is 0: set it above 0, such as 65536");
+        }
+        if self.backoff_initial > self.backoff_max {
+            return invalid(
+                "backoff_initial is above backoff_max: lower backoff_initial or raise backoff_max",
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ExchangeConfig {

@@ -21,7 +21,7 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Error {
     /// Returned when the token endpoint replied with an RFC 6749 section 5.2
     /// error body (`error`, `error_description`), whatever the HTTP status.
-    #[error("token endpoint returned error {error:?}{}{}", describe_status(*status), describe_text(description.as_deref()))]
+    #[error("token endpoint returned error {error:?}{}{}{}", describe_status(*status), describe_text(description.as_deref()), hint_for(error))]
     Upstream {
         /// The RFC 6749 error code, such as `invalid_client`.
         error: String,
@@ -49,7 +49,7 @@ pub enum Error {
 
     /// Returned when the token request did not complete within the configured
     /// connect or request timeout.
-    #[error("token request timed out after {} ms: the token endpoint is slow or unreachable", after.as_millis())]
+    #[error("token request timed out after {} ms: check that token_url is reachable, or raise the timeout", after.as_millis())]
     Timeout {
         /// The timeout that elapsed.
         after: Duration,
@@ -57,7 +57,7 @@ pub enum Error {
 
     /// Returned when the connection to the token endpoint failed (DNS, TCP,
     /// TLS, or the connection closed early).
-    #[error("token request failed: {message}")]
+    #[error("token request failed: {message}: check that token_url is reachable")]
     Transport {
         /// What failed.
         message: String,
@@ -145,6 +145,15 @@ pub enum Error {
     /// cannot be built.
     #[error("failed to build the HTTP client: {0}")]
     Client(String),
+
+    /// Returned by [`Exchange::new`](crate::Exchange::new) when an
+    /// [`ExchangeConfig`](crate::ExchangeConfig) value is out of range, such as
+    /// a zero timeout.
+    #[error("invalid exchange settings: {reason}")]
+    InvalidSettings {
+        /// The setting at fault and its valid range.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -165,7 +174,8 @@ impl Error {
             | Error::InvalidResponse { .. }
             | Error::Load(_)
             | Error::Persist(_)
-            | Error::Client(_) => false,
+            | Error::Client(_)
+            | Error::InvalidSettings { .. } => false,
         }
     }
 
@@ -231,6 +241,7 @@ impl Error {
             Error::Load(_) => "load",
             Error::Persist(_) => "persist",
             Error::Client(_) => "client",
+            Error::InvalidSettings { .. } => "invalid_settings",
         }
     }
 }
@@ -245,6 +256,21 @@ fn describe_text(description: Option<&str>) -> String {
     description
         .map(|text| format!(": {text:?}"))
         .unwrap_or_default()
+}
+
+/// Returns a fix for the RFC 6749 error codes whose cause is clear.
+fn hint_for(code: &str) -> &'static str {
+    match code {
+        "invalid_client" => ": check client_id, client_secret and client_auth",
+        "invalid_grant" => {
+            ": the provider rejected the refresh token or the username and password; store new credentials"
+        }
+        "unauthorized_client" => ": allow this grant_type for the client at the provider",
+        "unsupported_grant_type" => ": use a grant_type that the provider supports",
+        "invalid_scope" => ": check scope against the scopes the client may request",
+        "invalid_request" => ": check token_params and client_auth",
+        _ => "",
+    }
 }
 
 fn list_fields(fields: &[CredentialField]) -> String {

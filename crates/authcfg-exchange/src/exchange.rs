@@ -230,7 +230,8 @@ impl Exchange {
     ///
     /// # Errors
     ///
-    /// Returns [`Error::Client`] when the HTTP client cannot be built.
+    /// Returns [`Error::InvalidSettings`] when a `config` value is out of
+    /// range, and [`Error::Client`] when the HTTP client cannot be built.
     pub fn new(config: ExchangeConfig, sink: Arc<dyn RefreshTokenSink>) -> Result<Self, Error> {
         Self::with_clock(config, sink, Arc::new(SystemClock))
     }
@@ -239,12 +240,14 @@ impl Exchange {
     ///
     /// # Errors
     ///
-    /// Returns [`Error::Client`] when the HTTP client cannot be built.
+    /// Returns [`Error::InvalidSettings`] when a `config` value is out of
+    /// range, and [`Error::Client`] when the HTTP client cannot be built.
     pub fn with_clock(
         config: ExchangeConfig,
         sink: Arc<dyn RefreshTokenSink>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        config.validate()?;
         let client = http::build_client(&config)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -597,6 +600,14 @@ impl Exchange {
         inner
             .metrics
             .record_exchange(ExchangeOutcome::Success, latency);
+        tracing::debug!(
+            datasource = %datasource,
+            http_status,
+            expires_in = parsed.expires_in,
+            rotated,
+            latency_ms = latency.as_millis(),
+            "token request succeeded"
+        );
 
         let token = self.bearer_token(&parsed, received, received_wall);
         Ok(Exchanged {

@@ -1229,3 +1229,35 @@ async fn test_reports_timeout() {
     assert_eq!(diagnostics.error_kind, Some("timeout"));
     assert_eq!(diagnostics.http_status, None);
 }
+
+// Settings.
+
+#[test]
+fn out_of_range_settings_are_rejected() {
+    let cases = [
+        ExchangeConfig {
+            request_timeout: Duration::ZERO,
+            ..test_config()
+        },
+        ExchangeConfig {
+            connect_timeout: Duration::ZERO,
+            ..test_config()
+        },
+        ExchangeConfig {
+            max_response_bytes: 0,
+            ..test_config()
+        },
+        ExchangeConfig {
+            backoff_initial: Duration::from_secs(61),
+            ..test_config()
+        },
+    ];
+    for config in cases {
+        let error = Exchange::new(config.clone(), Arc::new(RecordingSink::default())).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidSettings { .. }),
+            "{config:?}: {error:?}"
+        );
+    }
+    assert!(ExchangeConfig::default().validate().is_ok());
+}
