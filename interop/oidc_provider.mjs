@@ -10,6 +10,9 @@
 // for one of them. The suite checks that authcfg sends the method that the data
 // source names, so a middleware here rejects the other one with `invalid_client`.
 //
+// The introspection endpoint (`/token/introspection`) is enabled, so that the
+// suite can check that the tokens authcfg hands out are live.
+//
 // The scope `api:admin` is known to the server but granted to no client, so a
 // request for it fails with `invalid_scope`. oidc-provider drops scopes that it
 // does not know at all without an error.
@@ -77,6 +80,12 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', 'api:read', 'api:write', 'api:admin'],
   features: {
     clientCredentials: { enabled: true },
+    // The suite checks that authcfg hands out tokens that the server knows.
+    // Any confidential client may introspect any token of this server.
+    introspection: {
+      enabled: true,
+      allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none',
+    },
     devInteractions: { enabled: false },
   },
   ttl: {

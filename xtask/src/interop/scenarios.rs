@@ -420,17 +420,48 @@ impl Context {
     }
 
     /// Scenario: client credentials without and with scope.
-    fn client_credentials(&self, name: &str, expected_scope: Option<&str>) -> anyhow::Result<()> {
+    fn client_credentials(
+        &self,
+        name: &str,
+        expected_scope: Option<&str>,
+        expected_client: &str,
+    ) -> anyhow::Result<()> {
         let header = self.header(name)?;
         ensure!(
             header.scope.as_deref() == expected_scope,
             "granted scope {:?}, expected {expected_scope:?}",
             header.scope
         );
+        self.check_live(name, &header, expected_client)?;
         let again = self.header(name)?;
         ensure!(
             again.value == header.value,
             "a second request within the lifetime returned a new token"
+        );
+        Ok(())
+    }
+
+    /// Fails unless the server that issued `header` reports its token active
+    /// (RFC 7662 introspection) and issued to `expected_client`. The server is
+    /// the one that the data source name's prefix, `oidc-` or `dot-`, names.
+    fn check_live(&self, name: &str, header: &Header, expected_client: &str) -> anyhow::Result<()> {
+        let token = header
+            .value
+            .strip_prefix("Bearer ")
+            .context("the header is not a Bearer header")?;
+        let introspection = if name.starts_with("oidc-") {
+            self.oidc()?.introspect(&self.client, token)?
+        } else {
+            self.dot()?.introspect(&self.client, token)?
+        };
+        ensure!(
+            introspection["active"] == true,
+            "the server does not know the token of {name} as active: {introspection}"
+        );
+        ensure!(
+            introspection["client_id"] == expected_client,
+            "the token of {name} was issued to {}, expected {expected_client}",
+            introspection["client_id"]
         );
         Ok(())
     }
@@ -598,6 +629,8 @@ impl Context {
             third.value != second.value,
             "after expiry the expired token was served"
         );
+        let password_client = self.dot()?.fixtures.password_grant.client_id.clone();
+        self.check_live(name, &third, &password_client)?;
         let revoked = self.dot()?.revoked_refresh_tokens()?;
         ensure!(
             revoked == revoked_before + 2 * per_renewal,
@@ -637,6 +670,7 @@ impl Context {
             second.value != first.value,
             "after expiry the expired token was served"
         );
+        self.check_live(name, &second, &pw.client_id)?;
 
         // The first refresh token is revoked now, so it must not work again.
         let replay = self.client.post_form(
@@ -777,22 +811,30 @@ fn sleep_until(instant: OffsetDateTime, offset_secs: f64) {
 
 /// Runs every scenario of the servers in `context`.
 pub(crate) fn run_all(context: &mut Context, outcome: &mut Outcome) {
-    if context.oidc.is_some() {
+    if let Some(oidc) = &context.oidc {
+        let oidc_basic = oidc.basic.client_id.clone();
+        let oidc_post = oidc.post.client_id.clone();
         outcome.run(
             "oidc-provider: client_credentials, client_secret_basic, no scope",
-            || context.client_credentials("oidc-basic", None),
+            || context.client_credentials("oidc-basic", None, &oidc_basic),
         );
         outcome.run(
             "oidc-provider: client_credentials, client_secret_basic, scope",
-            || context.client_credentials("oidc-basic-scoped", Some("api:read")),
+            || context.client_credentials("oidc-basic-scoped", Some("api:read"), &oidc_basic),
         );
         outcome.run(
             "oidc-provider: client_credentials, client_secret_post, no scope",
-            || context.client_credentials("oidc-post", None),
+            || context.client_credentials("oidc-post", None, &oidc_post),
         );
         outcome.run(
             "oidc-provider: client_credentials, client_secret_post, scope",
-            || context.client_credentials("oidc-post-scoped", Some("api:read api:write")),
+            || {
+                context.client_credentials(
+                    "oidc-post-scoped",
+                    Some("api:read api:write"),
+                    &oidc_post,
+                )
+            },
         );
         outcome.run(
             "oidc-provider: each client used its registered method",
@@ -823,14 +865,15 @@ pub(crate) fn run_all(context: &mut Context, outcome: &mut Outcome) {
         });
     }
 
-    if context.dot.is_some() {
+    if let Some(dot) = &context.dot {
+        let dot_cc = dot.fixtures.client_credentials.client_id.clone();
         outcome.run(
             "django-oauth-toolkit: client_credentials, client_secret_basic, no scope",
-            || context.client_credentials("dot-cc-basic", Some("read")),
+            || context.client_credentials("dot-cc-basic", Some("read"), &dot_cc),
         );
         outcome.run(
             "django-oauth-toolkit: client_credentials, client_secret_post, scope",
-            || context.client_credentials("dot-cc-post", Some("write")),
+            || context.client_credentials("dot-cc-post", Some("write"), &dot_cc),
         );
         outcome.run(
             "django-oauth-toolkit: wrong client secret is 502 invalid_client",

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Deserialize;
 
+use super::http;
 use super::install::Installs;
 use super::process::{run_bounded, Process};
 
@@ -158,6 +159,18 @@ impl DotServer {
         format!("http://127.0.0.1:{}/o/token/", self.port)
     }
 
+    /// Introspects `token` (RFC 7662) with the client-credentials application
+    /// and returns the response.
+    pub(crate) fn introspect(
+        &self,
+        client: &http::Client,
+        token: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let cc = &self.fixtures.client_credentials;
+        let url = format!("http://127.0.0.1:{}/o/introspect/", self.port);
+        introspect(client, &url, cc, token)
+    }
+
     /// Returns how many refresh tokens the server has revoked, which is the
     /// number of refresh grants it has served: rotation revokes the refresh
     /// token that a refresh grant used, and nothing else revokes one here.
@@ -258,6 +271,17 @@ impl OidcServer {
         format!("http://127.0.0.1:{}/token", self.port)
     }
 
+    /// Introspects `token` (RFC 7662) with the `client_secret_basic` client
+    /// and returns the response.
+    pub(crate) fn introspect(
+        &self,
+        client: &http::Client,
+        token: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/token/introspection", self.port);
+        introspect(client, &url, &self.basic, token)
+    }
+
     /// Returns the log's lines that name the client authentication method
     /// each token request used, such as `token request of client X with
     /// client_secret_post`.
@@ -269,4 +293,26 @@ impl OidcServer {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// Sends an introspection request for `token` to `url` with `caller`'s
+/// credentials in HTTP Basic, and returns the JSON response.
+fn introspect(
+    client: &http::Client,
+    url: &str,
+    caller: &Client,
+    token: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let response = client.post_form(
+        url,
+        Some((&caller.client_id, &caller.client_secret)),
+        &[("token", token)],
+    )?;
+    anyhow::ensure!(
+        response.status == 200,
+        "introspection at {url} returned {}: {}",
+        response.status,
+        response.body
+    );
+    response.json()
 }
