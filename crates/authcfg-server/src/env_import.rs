@@ -10,8 +10,10 @@
 //!
 //! The import is idempotent: a value equal to the stored one is not written,
 //! so it keeps the credentials version and the cached tokens. Fields that the
-//! environment does not name keep their stored value. The report and every
-//! error name variables only, never their values.
+//! environment does not name keep their stored value. A stored refresh token
+//! that differs from the variable is kept unless the client id or secret
+//! changes too, because the token endpoint may have rotated it. The report
+//! and every error name variables only, never their values.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,6 +73,12 @@ pub struct ImportReport {
     pub imported: Vec<String>,
     /// Variables whose value equals the stored one; nothing was written for them.
     pub unchanged: Vec<String>,
+    /// Refresh token variables that differ from the stored refresh token and
+    /// were not imported, because the token endpoint may have rotated the
+    /// stored one since the variable was first imported. Replace a stored
+    /// refresh token with `authcfg credentials set`, the credentials API, or
+    /// together with a new client id or secret.
+    pub kept_stored: Vec<String>,
     /// Variables starting with `AUTHCFG_DS_` that match no data source and
     /// credential field, such as a typo or a deleted data source.
     pub unmatched: Vec<String>,
@@ -202,16 +210,37 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
 
     // Merge with what is stored and check everything before writing anything.
     let mut writes = Vec::new();
-    for (datasource, fields) in found.values() {
+    for (datasource, mut fields) in found.into_values() {
         let stored = store
             .unseal_credentials(&datasource.name)?
             .map(|unsealed| unsealed.credentials);
-        let Some(merged) = merge(datasource, stored.as_ref(), fields, &mut problems) else {
+
+        // The token endpoint may rotate the refresh token, and the server
+        // then stores the new one; the environment still holds the first.
+        // A refresh token belongs to its client, so a stored one is replaced
+        // only together with a new client id or secret.
+        let differs = |field: CredentialField, env: &EnvValue| {
+            stored_value(stored.as_ref(), field) != Some(env.value.expose_secret())
+        };
+        let client_changed = [CredentialField::ClientId, CredentialField::ClientSecret]
+            .into_iter()
+            .any(|field| fields.get(&field).is_some_and(|env| differs(field, env)));
+        let rotated = stored_value(stored.as_ref(), CredentialField::RefreshToken).is_some()
+            && fields
+                .get(&CredentialField::RefreshToken)
+                .is_some_and(|env| differs(CredentialField::RefreshToken, env));
+        if rotated && !client_changed {
+            if let Some(env) = fields.remove(&CredentialField::RefreshToken) {
+                report.kept_stored.push(env.variable);
+            }
+        }
+
+        let Some(merged) = merge(datasource, stored.as_ref(), &fields, &mut problems) else {
             continue;
         };
 
         let mut changed = false;
-        for (field, env) in fields {
+        for (field, env) in &fields {
             if stored_value(stored.as_ref(), *field) == Some(env.value.expose_secret()) {
                 report.unchanged.push(env.variable.clone());
             } else {
@@ -220,7 +249,7 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
             }
         }
         if changed {
-            writes.push((*datasource, merged));
+            writes.push((datasource, merged));
         }
     }
     if !problems.is_empty() {
@@ -955,6 +984,92 @@ mod tests {
             .credentials;
         assert_eq!(crm.client_id, "crm-user");
         assert_eq!(nested.client_id, "nested-user");
+    }
+
+    #[test]
+    fn rotated_refresh_token_is_kept() {
+        let (_dir, store) = open_store();
+        let datasource = create(&store, "ledger", bearer(GrantType::RefreshToken));
+        let input = vars(&[
+            ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-client"),
+            ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "ledger-secret"),
+            ("AUTHCFG_DS_LEDGER_REFRESH_TOKEN", "refresh-one"),
+        ]);
+        import_env(&store, &input).unwrap();
+        let version = store
+            .credentials_summary("ledger")
+            .unwrap()
+            .unwrap()
+            .version;
+        let rotated = store
+            .rotate_refresh_token(datasource.id, version, &SecretString::new("refresh-two"))
+            .unwrap();
+
+        let report = import_env(&store, &input).unwrap();
+
+        assert_eq!(report.kept_stored, ["AUTHCFG_DS_LEDGER_REFRESH_TOKEN"]);
+        assert!(
+            report.imported.is_empty(),
+            "imported: {:?}",
+            report.imported
+        );
+        assert!(report.changed.is_empty());
+        let stored = store.unseal_credentials("ledger").unwrap().unwrap();
+        assert_eq!(stored.version, rotated);
+        assert_eq!(
+            stored
+                .credentials
+                .refresh_token
+                .as_ref()
+                .map(SecretString::expose_secret),
+            Some("refresh-two")
+        );
+    }
+
+    #[test]
+    fn new_client_replaces_refresh_token() {
+        let (_dir, store) = open_store();
+        create(&store, "ledger", bearer(GrantType::RefreshToken));
+        import_env(
+            &store,
+            &vars(&[
+                ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-client"),
+                ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "ledger-secret"),
+                ("AUTHCFG_DS_LEDGER_REFRESH_TOKEN", "refresh-one"),
+            ]),
+        )
+        .unwrap();
+
+        let report = import_env(
+            &store,
+            &vars(&[
+                ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-client"),
+                ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "new-ledger-secret"),
+                ("AUTHCFG_DS_LEDGER_REFRESH_TOKEN", "refresh-new"),
+            ]),
+        )
+        .unwrap();
+
+        assert!(report.kept_stored.is_empty());
+        assert_eq!(
+            report.imported,
+            [
+                "AUTHCFG_DS_LEDGER_CLIENT_SECRET",
+                "AUTHCFG_DS_LEDGER_REFRESH_TOKEN"
+            ]
+        );
+        let stored = store
+            .unseal_credentials("ledger")
+            .unwrap()
+            .unwrap()
+            .credentials;
+        assert_eq!(
+            stored
+                .refresh_token
+                .as_ref()
+                .map(SecretString::expose_secret),
+            Some("refresh-new")
+        );
     }
 
     #[test]

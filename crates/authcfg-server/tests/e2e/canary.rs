@@ -1,13 +1,15 @@
-//! Canary secrets: a client secret and an access token with unique values
-//! travel through every feature that touches them, and then must appear in no
-//! response body (the access token only in the header it was issued in) and
-//! nowhere in the log output captured at trace level.
+//! Canary secrets: a client secret, a refresh token, a rotated refresh token
+//! and an access token with unique values travel through every feature that
+//! touches them, and then must appear in no response body (the access token
+//! only in the header it was issued in) and nowhere in the log output
+//! captured at trace level.
 
 use base64::Engine as _;
 use serde_json::json;
 
 use crate::support::{
-    basic_datasource, basic_header, bearer_datasource, unique, Behaviour, Server, TokenEndpoint,
+    basic_datasource, basic_header, bearer_datasource, env_vars, unique, Behaviour, Server,
+    TokenEndpoint,
 };
 
 #[test]
@@ -15,36 +17,29 @@ fn canary_secrets_never_leak() {
     let canary_secret = unique("canarysecret");
     let basic_secret = unique("canarybasic");
     let refresh_secret = unique("canaryrefresh");
+    let rotated_prefix = unique("canaryrotated");
     let token_prefix = unique("canarytoken");
     let endpoint = TokenEndpoint::start(&token_prefix);
     endpoint.add_client("canary-client", &canary_secret);
+    endpoint.set_refresh_token("canary-client", &refresh_secret);
+    endpoint.set_refresh_prefix(&rotated_prefix);
     let mut server = Server::start();
 
     // Credentials arrive through the environment at start-up.
     server.create_datasource(&bearer_datasource("canary", &endpoint.token_url()));
     server.create_datasource(&basic_datasource("canary-basic"));
-    server.restart_with_env(vec![
-        (
-            "AUTHCFG_DS_CANARY_CLIENT_ID".to_owned(),
-            "canary-client".to_owned(),
-        ),
-        (
-            "AUTHCFG_DS_CANARY_CLIENT_SECRET".to_owned(),
-            canary_secret.clone(),
-        ),
-        (
-            "AUTHCFG_DS_CANARY_REFRESH_TOKEN".to_owned(),
-            refresh_secret.clone(),
-        ),
-        (
-            "AUTHCFG_DS_CANARY_BASIC_CLIENT_ID".to_owned(),
-            "basic-user".to_owned(),
-        ),
-        (
-            "AUTHCFG_DS_CANARY_BASIC_CLIENT_SECRET".to_owned(),
-            basic_secret.clone(),
-        ),
-    ]);
+    let mut refreshing = bearer_datasource("canary-refresh", &endpoint.token_url());
+    refreshing["auth"]["grant_type"] = json!("refresh_token");
+    server.create_datasource(&refreshing);
+    server.restart_with_env(env_vars(&[
+        ("AUTHCFG_DS_CANARY_CLIENT_ID", "canary-client"),
+        ("AUTHCFG_DS_CANARY_CLIENT_SECRET", &canary_secret),
+        ("AUTHCFG_DS_CANARY_BASIC_CLIENT_ID", "basic-user"),
+        ("AUTHCFG_DS_CANARY_BASIC_CLIENT_SECRET", &basic_secret),
+        ("AUTHCFG_DS_CANARY_REFRESH_CLIENT_ID", "canary-client"),
+        ("AUTHCFG_DS_CANARY_REFRESH_CLIENT_SECRET", &canary_secret),
+        ("AUTHCFG_DS_CANARY_REFRESH_REFRESH_TOKEN", &refresh_secret),
+    ]));
 
     // Headers, a forced refresh, and the diagnostics of a forced exchange.
     let issued = server.authorize("canary");
@@ -74,6 +69,28 @@ fn canary_secrets_never_leak() {
     assert_eq!(
         basic.json()["value"],
         json!(basic_header("basic-user", &basic_secret))
+    );
+
+    // Two refresh_token grants: each rotates the refresh token, and the
+    // second presents the first rotated one.
+    for _ in 0..2 {
+        let rotating = server.call(
+            "POST",
+            "/v1/datasources/canary-refresh/authorization",
+            Some(server.admin()),
+            Some(&json!({"force_refresh": true})),
+        );
+        assert_eq!(
+            rotating.status, 200,
+            "the refresh_token grant failed: {}",
+            rotating.body
+        );
+    }
+    assert!(
+        endpoint.requests().iter().any(|request| request
+            .param("refresh_token")
+            .is_some_and(|token| token.starts_with(&rotated_prefix))),
+        "the rotated refresh token was never presented"
     );
 
     // Credentials through the API, including a rejected value that carries
@@ -123,6 +140,7 @@ fn canary_secrets_never_leak() {
         "/v1/datasources",
         "/v1/datasources/canary",
         "/v1/datasources/canary-basic",
+        "/v1/datasources/canary-refresh",
         "/v1/audit",
         "/v1/audit?datasource=canary",
         "/metrics",
@@ -131,7 +149,7 @@ fn canary_secrets_never_leak() {
         let reply = server.get(path);
         assert_eq!(reply.status, 200, "{path} failed: {}", reply.body);
     }
-    assert!(endpoint.issued() >= 2);
+    assert!(endpoint.issued() >= 4);
 
     // The scan: response bodies and headers first.
     let basic_encoded = basic_header("basic-user", &basic_secret);
@@ -139,7 +157,7 @@ fn canary_secrets_never_leak() {
         base64::engine::general_purpose::STANDARD.encode(format!("canary-client:{canary_secret}"));
     let replies = server.replies();
     assert!(
-        replies.len() >= 18,
+        replies.len() >= 21,
         "only {} replies were recorded",
         replies.len()
     );
@@ -149,6 +167,7 @@ fn canary_secrets_never_leak() {
         for secret in [
             &canary_secret,
             &refresh_secret,
+            &rotated_prefix,
             &basic_secret,
             &upstream_basic,
         ] {
@@ -189,6 +208,7 @@ fn canary_secrets_never_leak() {
     for (what, secret) in [
         ("client secret", canary_secret.as_str()),
         ("refresh token", refresh_secret.as_str()),
+        ("rotated refresh token", rotated_prefix.as_str()),
         ("basic password", basic_secret.as_str()),
         ("access token", token_prefix.as_str()),
         ("basic header", basic_encoded.trim_start_matches("Basic ")),

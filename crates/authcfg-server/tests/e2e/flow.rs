@@ -8,14 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{basic_datasource, basic_header, bearer_datasource, Server, TokenEndpoint};
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect()
-}
+use crate::support::{
+    basic_datasource, basic_header, bearer_datasource, env_vars, Server, TokenEndpoint,
+};
 
 #[test]
 fn whole_flow_basic_and_bearer() {
@@ -37,7 +32,7 @@ fn whole_flow_basic_and_bearer() {
     let secret_file = server.dir().join("billing-secret");
     fs::write(&secret_file, "billing-password\n").unwrap();
     let secret_file = secret_file.to_str().unwrap().to_owned();
-    server.restart_with_env(env(&[
+    server.restart_with_env(env_vars(&[
         ("AUTHCFG_DS_BILLING_CLIENT_ID", "billing-user"),
         ("AUTHCFG_DS_BILLING_CLIENT_SECRET_FILE", &secret_file),
         ("AUTHCFG_DS_CRM_PROD_CLIENT_ID", "crm-client"),
@@ -200,7 +195,7 @@ fn import_env_command_is_idempotent() {
 fn restart_with_same_env_keeps_version() {
     let mut server = Server::start();
     server.create_datasource(&basic_datasource("ledger"));
-    let vars = env(&[
+    let vars = env_vars(&[
         ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-user"),
         ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "ledger-password"),
     ]);
@@ -435,5 +430,51 @@ fn request_id_is_echoed() {
             .header("x-request-id")
             .is_some_and(|id| !id.is_empty()),
         "no generated request id"
+    );
+}
+
+#[test]
+fn rotated_refresh_token_survives_restart() {
+    let endpoint = TokenEndpoint::start("rotating-token");
+    endpoint.add_client("ledger-client", "ledger-secret");
+    endpoint.set_refresh_token("ledger-client", "initial-refresh-token");
+    let mut server = Server::start();
+    let mut body = bearer_datasource("ledger", &endpoint.token_url());
+    body["auth"]["grant_type"] = json!("refresh_token");
+    server.create_datasource(&body);
+    let vars = env_vars(&[
+        ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-client"),
+        ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "ledger-secret"),
+        ("AUTHCFG_DS_LEDGER_REFRESH_TOKEN", "initial-refresh-token"),
+    ]);
+
+    // The first exchange rotates the refresh token, which the server stores.
+    server.restart_with_env(vars.clone());
+    let first = server.authorize("ledger");
+    assert_eq!(
+        first.status, 200,
+        "the refresh_token grant failed: {}",
+        first.body
+    );
+    assert_eq!(first.json()["value"], json!("Bearer rotating-token-1"));
+    assert!(
+        !first.body.contains("rotating-token-refresh"),
+        "the response shows the refresh token"
+    );
+
+    // A restart with the same environment must keep the rotated token, or
+    // the next exchange presents a refresh token that no longer works.
+    server.restart_with_env(vars);
+    let second = server.authorize("ledger");
+    assert_eq!(
+        second.status, 200,
+        "the restart brought back a rotated refresh token: {}",
+        second.body
+    );
+    assert_eq!(second.json()["value"], json!("Bearer rotating-token-2"));
+    let last = endpoint.requests().last().unwrap().clone();
+    assert_eq!(
+        last.param("refresh_token"),
+        Some("rotating-token-refresh-1")
     );
 }

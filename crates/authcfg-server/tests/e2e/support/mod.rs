@@ -19,6 +19,14 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}{count}x{random:016x}")
 }
 
+/// Turns name and value pairs into environment variables for a server start.
+pub(crate) fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
 /// Returns the body that creates a `basic` data source.
 pub(crate) fn basic_datasource(name: &str) -> Value {
     json!({

@@ -56,7 +56,11 @@ impl RecordedRequest {
 struct State {
     behaviour: Behaviour,
     clients: HashMap<String, String>,
+    /// The one refresh token per client that the endpoint accepts now.
+    refresh_tokens: HashMap<String, String>,
     token_prefix: String,
+    refresh_prefix: String,
+    refreshed: u64,
     issued: u64,
     requests: Vec<RecordedRequest>,
 }
@@ -77,7 +81,10 @@ impl TokenEndpoint {
         let state = Arc::new(Mutex::new(State {
             behaviour: Behaviour::Issue,
             clients: HashMap::new(),
+            refresh_tokens: HashMap::new(),
             token_prefix: token_prefix.to_owned(),
+            refresh_prefix: format!("{token_prefix}-refresh"),
+            refreshed: 0,
             issued: 0,
             requests: Vec::new(),
         }));
@@ -114,6 +121,21 @@ impl TokenEndpoint {
         self.lock()
             .clients
             .insert(client_id.to_owned(), client_secret.to_owned());
+    }
+
+    /// Accepts `refresh_token` for `client_id` in the refresh_token grant.
+    /// Each use rotates it: the response carries a new refresh token
+    /// `{refresh_prefix}-N` and the used one stops working (`invalid_grant`).
+    pub(crate) fn set_refresh_token(&self, client_id: &str, refresh_token: &str) {
+        self.lock()
+            .refresh_tokens
+            .insert(client_id.to_owned(), refresh_token.to_owned());
+    }
+
+    /// Changes the prefix of rotated refresh tokens, `{token_prefix}-refresh`
+    /// by default.
+    pub(crate) fn set_refresh_prefix(&self, prefix: &str) {
+        self.lock().refresh_prefix = prefix.to_owned();
     }
 
     /// Changes how the endpoint answers from now on.
@@ -237,18 +259,40 @@ fn issue(request: &RecordedRequest, state: &Mutex<State>) -> (u16, serde_json::V
         );
     }
 
+    // The refresh_token grant: the presented token must be the current one,
+    // and a new one replaces it.
+    let mut rotated = None;
+    if request.param("grant_type") == Some("refresh_token") {
+        let client_id = presented.map(|(id, _)| id).unwrap_or_default();
+        let current = state.refresh_tokens.get(&client_id);
+        if current.is_none() || current.map(String::as_str) != request.param("refresh_token") {
+            return (
+                400,
+                serde_json::json!({
+                    "error": "invalid_grant",
+                    "error_description": "the refresh token is invalid or was rotated",
+                }),
+            );
+        }
+        state.refreshed += 1;
+        let next = format!("{}-{}", state.refresh_prefix, state.refreshed);
+        state.refresh_tokens.insert(client_id, next.clone());
+        rotated = Some(next);
+    }
+
     state.issued += 1;
     let token = format!("{}-{}", state.token_prefix, state.issued);
     let scope = request.param("scope").unwrap_or("default");
-    (
-        200,
-        serde_json::json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": 3600,
-            "scope": scope,
-        }),
-    )
+    let mut body = serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "scope": scope,
+    });
+    if let Some(refresh_token) = rotated {
+        body["refresh_token"] = serde_json::Value::String(refresh_token);
+    }
+    (200, body)
 }
 
 /// Decodes `client_secret_basic`: base64 of the form-urlencoded id and secret.
