@@ -272,8 +272,10 @@ impl Exchange {
     ///
     /// When less than `max(refresh_margin, 25 % of the lifetime)` of a cached
     /// token remains, the first caller to notice refreshes it and waits for the
-    /// new token; the others keep getting the still-valid one. If the refresh
-    /// fails, that caller too gets the still-valid token.
+    /// new token, while the others keep getting the still-valid one. If the
+    /// refresh fails, that caller too gets the still-valid token. A caller that
+    /// waited for a token request gets its token even when that token is valid
+    /// for less than the caller's `min_valid_for`.
     ///
     /// # Errors
     ///
@@ -310,24 +312,20 @@ impl Exchange {
                         !request.force_refresh && token.valid_for(now, request.min_valid_for)
                     })
                     .cloned();
-                let backoff = state
-                    .backoff
-                    .as_ref()
-                    .filter(|backoff| backoff.until > now)
-                    .map(|backoff| Error::BackingOff {
-                        retry_after: backoff.until - now,
-                        cause: Box::new(backoff.cause.clone()),
-                    });
+                let backoff = state.backoff.as_ref().filter(|backoff| backoff.until > now);
 
                 if let Some(receiver) = join_flight(&state) {
                     match usable {
                         Some(token) => Step::Hit(token),
                         None => Step::Wait(receiver),
                     }
-                } else if let Some(error) = backoff {
+                } else if let Some(backoff) = backoff {
                     match usable {
                         Some(token) => Step::Hit(token),
-                        None => Step::Reject(error),
+                        None => Step::Reject(Error::BackingOff {
+                            retry_after: backoff.until - now,
+                            cause: Box::new(backoff.cause.clone()),
+                        }),
                     }
                 } else {
                     match usable {

@@ -499,6 +499,14 @@ async fn error_classes_are_reported() {
         assert_eq!(error.rfc_error_code(), code, "status {status}");
         assert_eq!(error.upstream_status(), Some(status), "status {status}");
         assert!(!error.is_timeout(), "status {status}");
+        let outcome = if permanent {
+            ExchangeOutcome::Rejected
+        } else {
+            ExchangeOutcome::Unavailable
+        };
+        let metrics = harness.exchange.metrics();
+        assert_eq!(metrics.exchanges_with(outcome), 1, "status {status}");
+        assert_eq!(metrics.exchanges_total(), 1, "status {status}");
     }
 }
 
@@ -869,7 +877,7 @@ async fn refresh_ahead_serves_old_token_meanwhile() {
     harness.bearer(&auth).await.unwrap();
     // 25 % of 100 s is more than the 10 s margin, so refresh starts at 75 s.
     harness.clock.advance(Duration::from_secs(80));
-    server.set(Reply::token("at-2", 100).delay(Duration::from_millis(300)));
+    server.set(Reply::token("at-2", 100).held());
 
     let refresher = {
         let exchange = harness.exchange.clone();
@@ -885,6 +893,7 @@ async fn refresh_ahead_serves_old_token_meanwhile() {
     server.wait_for_count(2).await;
 
     assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
+    server.release(1);
     assert_eq!(refresher.await.unwrap().unwrap(), "Bearer at-2");
     assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-2");
     assert_eq!(server.count(), 2);
@@ -948,6 +957,54 @@ async fn backoff_honours_retry_after() {
     server.set(Reply::token("at-1", 3600));
     assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-1");
     assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn backoff_doubles_with_jitter() {
+    let server = TokenServer::start(Reply::json(500, "")).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    // backoff_initial is 10 s and backoff_max 60 s; jitter takes 0 to 50 %.
+    let expected_ranges = [(5, 10), (10, 20), (20, 40), (30, 60), (30, 60)];
+    for (round, (low, high)) in expected_ranges.into_iter().enumerate() {
+        let failure = harness.bearer(&auth).await.unwrap_err();
+        assert!(
+            matches!(failure, Error::HttpStatus { status: 500, .. }),
+            "{failure:?}"
+        );
+
+        let retry_after = match harness.bearer(&auth).await.unwrap_err() {
+            Error::BackingOff { retry_after, .. } => retry_after,
+            other => panic!("round {round}: unexpected {other:?}"),
+        };
+        assert!(
+            retry_after >= Duration::from_secs(low),
+            "round {round}: {retry_after:?}"
+        );
+        assert!(
+            retry_after <= Duration::from_secs(high),
+            "round {round}: {retry_after:?}"
+        );
+
+        harness
+            .clock
+            .advance(retry_after + Duration::from_millis(1));
+    }
+    assert_eq!(server.count(), expected_ranges.len());
+
+    // A success resets the back-off.
+    server.set(Reply::token("at-1", 60));
+    harness.bearer(&auth).await.unwrap();
+    harness.clock.advance(Duration::from_secs(60));
+    server.set(Reply::json(500, ""));
+    harness.bearer(&auth).await.unwrap_err();
+    match harness.bearer(&auth).await.unwrap_err() {
+        Error::BackingOff { retry_after, .. } => {
+            assert!(retry_after <= Duration::from_secs(10), "{retry_after:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -1109,7 +1166,7 @@ async fn stampede_shares_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_leader_hands_over_to_waiter() {
     let server = TokenServer::start(Reply::token("at-2", 3600)).await;
-    server.push(Reply::token("at-1", 3600).delay(Duration::from_secs(5)));
+    server.push(Reply::token("at-1", 3600).held());
     let harness = Harness::new();
     let auth = Arc::new(client_credentials(&server));
 

@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 token endpoint on 127.0.0.1 whose behaviour each test
-//! sets: status, headers, body and delay of the replies, with every request
-//! recorded. It speaks just enough HTTP for a token request: one request per
+//! sets: status, headers, body, delay or hold of the replies, with every
+//! request recorded. It speaks just enough HTTP for a token request: one request per
 //! connection, a `Content-Length` body, and `Connection: close` replies.
 
 #![allow(
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// One reply of the token endpoint.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub delay: Duration,
+    /// Holds the reply until the test calls [`TokenServer::release`].
+    pub held: bool,
 }
 
 impl Reply {
@@ -35,6 +38,7 @@ impl Reply {
             headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
             body: body.to_owned(),
             delay: Duration::ZERO,
+            held: false,
         }
     }
 
@@ -66,6 +70,12 @@ impl Reply {
     /// Delays the reply.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Holds the reply until the test calls [`TokenServer::release`].
+    pub fn held(mut self) -> Self {
+        self.held = true;
         self
     }
 }
@@ -102,6 +112,7 @@ pub struct TokenServer {
     addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,
     arrivals: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -115,10 +126,12 @@ impl TokenServer {
             ..Behaviour::default()
         }));
         let arrivals = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(0));
 
         let task = {
             let behaviour = Arc::clone(&behaviour);
             let arrivals = Arc::clone(&arrivals);
+            let gate = Arc::clone(&gate);
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -126,8 +139,9 @@ impl TokenServer {
                     };
                     let behaviour = Arc::clone(&behaviour);
                     let arrivals = Arc::clone(&arrivals);
+                    let gate = Arc::clone(&gate);
                     tokio::spawn(async move {
-                        let _ = serve(stream, &behaviour, &arrivals).await;
+                        let _ = serve(stream, &behaviour, &arrivals, &gate).await;
                     });
                 }
             })
@@ -137,6 +151,7 @@ impl TokenServer {
             addr,
             behaviour,
             arrivals,
+            gate,
             task,
         }
     }
@@ -156,6 +171,11 @@ impl TokenServer {
     /// Queues a reply for the next request only.
     pub fn push(&self, reply: Reply) {
         self.behaviour.lock().unwrap().queue.push_back(reply);
+    }
+
+    /// Lets `count` held replies go.
+    pub fn release(&self, count: usize) {
+        self.gate.add_permits(count);
     }
 
     /// Returns the number of requests that arrived, including those whose
@@ -200,6 +220,7 @@ async fn serve(
     mut stream: TcpStream,
     behaviour: &Mutex<Behaviour>,
     arrivals: &AtomicUsize,
+    gate: &Semaphore,
 ) -> std::io::Result<()> {
     // Read the head, then as many body bytes as Content-Length says.
     let mut buffer = Vec::new();
@@ -254,6 +275,9 @@ async fn serve(
             .unwrap_or_else(|| Reply::json(500, "{}"))
     };
 
+    if reply.held {
+        gate.acquire().await.unwrap().forget();
+    }
     tokio::time::sleep(reply.delay).await;
     let mut response = format!("HTTP/1.1 {} Status\r\n", reply.status);
     for (name, value) in &reply.headers {
