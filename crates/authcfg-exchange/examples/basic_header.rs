@@ -2,7 +2,7 @@
 //! network: `cargo run -p authcfg-exchange --example basic_header`.
 //!
 //! The loader replaces the store. It runs once, on the first call; the
-//! second call is answered from the cache, as the printed counters show.
+//! second call is served from the cache, as the printed counters show.
 
 #![allow(clippy::print_stdout, reason = "an example prints its result")]
 

@@ -296,7 +296,8 @@ impl FlightGuard {
     pub(crate) fn finish(mut self, state: &mut SlotState, result: FlightResult) {
         Self::clear(state, self.id);
         if let Some(sender) = self.sender.take() {
-            // Nobody waiting is fine: the result is cached or returned anyway.
+            // A send without receivers is fine, because the result is cached or
+            // returned anyway.
             let _ = sender.send(Some(result));
         }
     }

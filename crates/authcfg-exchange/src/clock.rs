@@ -32,7 +32,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to, for tests.
+/// A clock that moves only when [`ManualClock::advance`] is called, for tests.
 ///
 /// It starts at the system time of its creation. Timeouts of the HTTP client
 /// still run on real time.

@@ -26,10 +26,10 @@ pub struct ExchangeConfig {
     /// Back-off after the first failed token request of a data source; it
     /// doubles with each further failure, with random jitter.
     pub backoff_initial: Duration,
-    /// Longest back-off computed from failures. A longer `Retry-After` from the
+    /// Maximum back-off computed from failures. A longer `Retry-After` from the
     /// endpoint is honoured up to [`ExchangeConfig::max_retry_after`].
     pub backoff_max: Duration,
-    /// Longest `Retry-After` that is honoured.
+    /// Maximum `Retry-After` that is honoured.
     pub max_retry_after: Duration,
     /// `User-Agent` header of token requests.
     pub user_agent: String,

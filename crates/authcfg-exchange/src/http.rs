@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroize;
 
 use crate::request::TokenRequest;
+use crate::response::scrub;
 use crate::{Error, ExchangeConfig};
 
 /// A response as received, with its body read.
@@ -77,7 +78,7 @@ pub(crate) async fn send(
     if response.status().is_redirection() {
         let location = headers
             .get(LOCATION)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+            .map(|value| scrub(&String::from_utf8_lossy(value.as_bytes()), &request.secrets));
         return Err(Error::Redirect { status, location });
     }
     let content_type = headers

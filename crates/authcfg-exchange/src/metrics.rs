@@ -12,7 +12,7 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// How one token request ended, as counted in [`MetricsSnapshot::exchanges`].
+/// The outcome of one token request, as counted in [`MetricsSnapshot::exchanges`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExchangeOutcome {
     /// A usable token arrived.
@@ -74,11 +74,11 @@ impl ExchangeOutcome {
 /// A point-in-time copy of the exchange counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSnapshot {
-    /// Calls answered from the cache without a token request.
+    /// Calls served from the cache without a token request.
     pub cache_hits: u64,
     /// Calls that needed a token request, their own or one in flight.
     pub cache_misses: u64,
-    /// Calls answered with an error because the data source was backing off.
+    /// Calls that failed at once because the data source was backing off.
     pub backoff_rejections: u64,
     /// Token requests sent, per outcome, in the order of [`ExchangeOutcome::ALL`].
     pub exchanges: Vec<(ExchangeOutcome, u64)>,

@@ -281,7 +281,7 @@ fn read_scope(value: &serde_json::Value) -> Option<String> {
 
 /// Replaces every occurrence of a sent secret with `[redacted]` and cuts the
 /// text to a bounded length.
-fn scrub(text: &str, secrets: &[SecretString]) -> String {
+pub(crate) fn scrub(text: &str, secrets: &[SecretString]) -> String {
     let mut scrubbed = text.to_owned();
     for secret in secrets {
         let value = secret.expose_secret();

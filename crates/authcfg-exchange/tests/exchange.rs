@@ -712,7 +712,7 @@ async fn failed_persist_withholds_the_token() {
         1
     );
 
-    // Nothing was cached: after the back-off, the endpoint is asked again.
+    // Nothing was cached: after the back-off, a new token request is sent.
     harness.clock.advance(Duration::from_secs(120));
     let retry = harness
         .exchange

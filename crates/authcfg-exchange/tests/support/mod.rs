@@ -31,7 +31,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A JSON reply.
+    /// Creates a JSON reply.
     pub fn json(status: u16, body: &str) -> Self {
         Self {
             status,
@@ -42,7 +42,7 @@ impl Reply {
         }
     }
 
-    /// A successful Bearer token reply.
+    /// Creates a successful Bearer token reply.
     pub fn token(access_token: &str, expires_in: u64) -> Self {
         Self::json(
             200,
@@ -156,7 +156,7 @@ impl TokenServer {
         }
     }
 
-    /// The token endpoint URL.
+    /// Returns the token endpoint URL.
     pub fn url(&self) -> String {
         format!("http://{}/oauth/token", self.addr)
     }
@@ -222,7 +222,7 @@ async fn serve(
     arrivals: &AtomicUsize,
     gate: &Semaphore,
 ) -> std::io::Result<()> {
-    // Read the head, then as many body bytes as Content-Length says.
+    // Read the head, then as many body bytes as Content-Length gives.
     let mut buffer = Vec::new();
     let head_end = loop {
         let mut chunk = [0_u8; 4096];
