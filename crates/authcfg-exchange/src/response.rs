@@ -170,6 +170,9 @@ pub(crate) fn parse_token_response(
 /// `application/x-www-form-urlencoded`, JSON otherwise. A body that is not JSON
 /// but has no JSON Content-Type is tried as form data as well.
 fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<RawResponse, String> {
+    // Some .NET-based providers start the body with a UTF-8 byte order mark,
+    // which serde_json rejects.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let media_type = content_type
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase())
@@ -501,6 +504,24 @@ mod tests {
         let text = error.to_string();
         assert!(!text.contains("s3cr&t"), "{text}");
         assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let response = parse(200, JSON, "\u{feff}{\"access_token\":\"a\"}").unwrap();
+        assert_eq!(response.access_token.expose_secret(), "a");
+    }
+
+    #[test]
+    fn html_page_is_invalid() {
+        let error = parse(200, "text/html", "<html>sign in</html>").unwrap_err();
+        match error {
+            Error::InvalidResponse { reason, status } => {
+                assert!(reason.contains("text/html"), "{reason}");
+                assert_eq!(status, Some(200));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
