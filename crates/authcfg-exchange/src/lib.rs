@@ -17,6 +17,7 @@
 //! assert_eq!(exchange.metrics().cache_hits, 0);
 //! ```
 
+mod basic;
 mod cache;
 mod clock;
 mod config;
@@ -26,12 +27,14 @@ mod http;
 mod metrics;
 mod request;
 mod response;
+mod sink;
+mod types;
 
+pub use basic::basic_header;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ExchangeConfig;
 pub use error::{BoxError, Error, SharedError};
-pub use exchange::{
-    basic_header, Authorization, AuthorizeRequest, Diagnostics, Exchange, LoadedCredentials,
-    NoRotation, RefreshTokenSink, TestRequest,
-};
+pub use exchange::Exchange;
 pub use metrics::{ExchangeOutcome, HistogramSnapshot, MetricsSnapshot, LATENCY_BUCKETS_SECONDS};
+pub use sink::{NoRotation, RefreshTokenSink};
+pub use types::{Authorization, AuthorizeRequest, Diagnostics, LoadedCredentials, TestRequest};

@@ -1,0 +1,100 @@
+//! The values passed to and returned by [`Exchange`](crate::Exchange) calls.
+
+use std::time::Duration;
+
+use authcfg_model::{AuthConfig, Credentials, DataSourceId, SecretString};
+use time::OffsetDateTime;
+
+/// Credentials as loaded from the store, with their version.
+#[derive(Debug)]
+pub struct LoadedCredentials {
+    /// The unsealed credentials.
+    pub credentials: Credentials,
+    /// The credentials version they were stored under.
+    pub version: u64,
+}
+
+/// One request for an `Authorization` header.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeRequest<'a> {
+    /// The data source. The cache contains one entry per data source.
+    pub datasource: DataSourceId,
+    /// Its auth config. A cached token is used only when it was obtained with
+    /// an equal `token_url`, grant, client authentication, scope set and
+    /// `token_params`.
+    pub auth: &'a AuthConfig,
+    /// The client id of the current credentials (not secret).
+    pub client_id: &'a str,
+    /// The current credentials version; a cached token of another version is
+    /// not used, so changing a secret invalidates its tokens.
+    pub credentials_version: u64,
+    /// How long the returned token must stay valid at least.
+    pub min_valid_for: Duration,
+    /// Requests a new token even when a cached one is valid, for example after
+    /// the data source rejected the cached one. It joins a token request in
+    /// flight, and fails with [`Error::BackingOff`](crate::Error::BackingOff) during a back-off.
+    pub force_refresh: bool,
+}
+
+/// A ready `Authorization` header value.
+#[derive(Debug)]
+pub struct Authorization {
+    /// The header value, such as `Bearer eyJ...` or `Basic YXBp...`.
+    ///
+    /// # Security
+    ///
+    /// This is a live credential: send it only to the data source.
+    pub value: SecretString,
+    /// `Bearer` or `Basic`.
+    pub token_type: String,
+    /// When the token stops being used, after the safety margin; `None` for
+    /// Basic, which does not expire.
+    pub expires_at: Option<OffsetDateTime>,
+    /// True when the token response had no `expires_in` and the configured
+    /// default lifetime was assumed.
+    pub lifetime_assumed: bool,
+    /// The scope the token endpoint granted, when it returned one.
+    pub scope: Option<String>,
+}
+
+/// A token request for a connection test, outside the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct TestRequest<'a> {
+    /// The data source, for persisting a rotated refresh token.
+    pub datasource: DataSourceId,
+    /// Its auth config.
+    pub auth: &'a AuthConfig,
+    /// Its unsealed credentials.
+    pub credentials: &'a Credentials,
+    /// The version of `credentials`.
+    pub credentials_version: u64,
+}
+
+/// The result of a connection test. It never contains the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostics {
+    /// True when a usable token arrived (or, for `basic`, the header was built).
+    pub ok: bool,
+    /// Time the token request took.
+    pub duration: Duration,
+    /// HTTP status of the token endpoint's response, if one arrived.
+    pub http_status: Option<u16>,
+    /// A short stable label of the failure, such as `timeout` or `rejected`.
+    pub error_kind: Option<&'static str>,
+    /// The RFC 6749 error code, such as `invalid_client`.
+    pub error: Option<String>,
+    /// The RFC 6749 `error_description`, scrubbed of secrets.
+    pub error_description: Option<String>,
+    /// The full error message, free of secrets.
+    pub message: Option<String>,
+    /// The scope the endpoint granted.
+    pub scope: Option<String>,
+    /// The token type, `Bearer` or `Basic`.
+    pub token_type: Option<String>,
+    /// The `expires_in` the endpoint returned, in seconds.
+    pub expires_in: Option<u64>,
+    /// True when the response had no `expires_in`.
+    pub lifetime_assumed: bool,
+    /// True when the endpoint rotated the refresh token and the new one was persisted.
+    pub refresh_token_rotated: bool,
+}
