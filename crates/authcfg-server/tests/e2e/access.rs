@@ -295,3 +295,132 @@ fn malformed_authorization_headers_are_401() {
         assert_challenge(&reply, &format!("Authorization {shown:?}"));
     }
 }
+
+#[test]
+fn consumer_gets_403_for_unknown_datasource() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "alpha", "auth": {"method": "basic"}}));
+    let consumer = server.consumer_token(&["alpha"]);
+
+    // A consumer learns nothing about data sources outside its token, not
+    // even whether they exist.
+    for (method, path) in [
+        ("GET", "/v1/datasources/ghost"),
+        ("POST", "/v1/datasources/ghost/authorization"),
+    ] {
+        let reply = server.call(method, path, Some(&consumer), None);
+        assert_problem(&reply, 403);
+    }
+}
+
+#[test]
+fn bearer_scheme_is_case_insensitive() {
+    let server = Server::start();
+    let admin = server.admin().to_owned();
+    assert!(
+        admin.len() >= 43,
+        "the admin token is shorter than 256 bits in base64"
+    );
+
+    // RFC 9110 section 11.1: the authentication scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let value = format!("{scheme} {admin}");
+        let reply = server.call_raw(
+            "GET",
+            "/v1/datasources",
+            None,
+            &[("authorization", &value)],
+            None,
+        );
+        assert_eq!(
+            reply.status, 200,
+            "scheme {scheme:?} was rejected: {}",
+            reply.body
+        );
+    }
+}
+
+#[test]
+fn consumer_pages_reach_its_datasource() {
+    let server = Server::start();
+    for name in ["a1", "a2", "a3", "a4", "a5", "zeta"] {
+        server.create_datasource(&json!({"name": name, "auth": {"method": "basic"}}));
+    }
+    let consumer = server.consumer_token(&["zeta"]);
+
+    let mut names = Vec::new();
+    let mut path = "/v1/datasources?limit=2".to_owned();
+    for _page in 0..10 {
+        let reply = server.call("GET", &path, Some(&consumer), None);
+        assert_eq!(reply.status, 200, "list failed: {}", reply.body);
+        names.extend(listed_names(&reply));
+        match reply.json()["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/datasources?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+
+    assert_eq!(
+        names,
+        ["zeta"],
+        "paging as a consumer did not yield exactly its data source"
+    );
+}
+
+#[test]
+fn audit_names_token_id_not_value() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "alpha", "auth": {"method": "basic"}}));
+    server.put_credentials("alpha", "alpha-user", "alpha-password");
+    let consumer = server.consumer_token(&["alpha"]);
+    let issued = server.call(
+        "POST",
+        "/v1/datasources/alpha/authorization",
+        Some(&consumer),
+        None,
+    );
+    assert_eq!(issued.status, 200, "authorization failed: {}", issued.body);
+
+    let listed = server.cli(&["api-token", "list"], &[], None);
+    let tokens: Value = serde_json::from_slice(&listed.stdout).expect("api-token list prints JSON");
+    let consumer_id = tokens
+        .as_array()
+        .expect("a list of tokens")
+        .iter()
+        .find(|token| token["role"] == json!("consumer"))
+        .and_then(|token| token["id"].as_str())
+        .expect("the consumer token in the list")
+        .to_owned();
+
+    // Audit events are written by a background queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let audit = loop {
+        let reply = server.get("/v1/audit?datasource=alpha");
+        if reply.body.contains(&consumer_id) || std::time::Instant::now() >= deadline {
+            break reply;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let events = audit.json()["items"]
+        .as_array()
+        .expect("an items list")
+        .clone();
+    let issue = events
+        .iter()
+        .find(|event| event["actor"] == json!(consumer_id))
+        .unwrap_or_else(|| panic!("no audit event by the consumer token id: {events:?}"));
+    assert!(
+        issue["action"]
+            .as_str()
+            .is_some_and(|action| action.contains("authorization")),
+        "{issue}"
+    );
+    assert!(
+        !audit.body.contains(&consumer),
+        "the audit log shows an API token value"
+    );
+    assert!(
+        !audit.body.contains(server.admin()),
+        "the audit log shows the admin token"
+    );
+}

@@ -340,3 +340,107 @@ fn backup_while_serving() {
         "the server stopped answering"
     );
 }
+
+#[test]
+fn concurrent_patches_lose_no_update() {
+    let server = Server::start();
+    let created =
+        server.create_datasource(&json!({"name": "contested", "auth": {"method": "basic"}}));
+    let etag = created.header("etag").unwrap().to_owned();
+
+    // Eight writers read the same version; exactly one may win.
+    let statuses: Vec<u16> = thread::scope(|scope| {
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let etag = etag.clone();
+                let server = &server;
+                scope.spawn(move || {
+                    server
+                        .patch(
+                            "/v1/datasources/contested",
+                            &json!({"description": format!("writer {writer}")}),
+                            Some(&etag),
+                        )
+                        .status
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .map(|writer| writer.join().unwrap())
+            .collect()
+    });
+
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 412).count(),
+        7,
+        "{statuses:?}"
+    );
+    let stored = server.get("/v1/datasources/contested").json();
+    assert!(stored["description"]
+        .as_str()
+        .is_some_and(|text| text.starts_with("writer ")));
+}
+
+#[test]
+fn metrics_labels_use_route_patterns() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "secret-project-name", "auth": {"method": "basic"}}));
+    assert_eq!(
+        server.get("/v1/datasources/secret-project-name").status,
+        200
+    );
+    assert_eq!(
+        server.get("/v1/datasources/no-such-name-either").status,
+        404
+    );
+    let probe = server.call("GET", "/probe-3f9a1c0b7d2e4a65", None, None);
+    assert_eq!(probe.status, 404);
+
+    let metrics = server.call("GET", "/metrics", None, None).body;
+
+    // Raw paths as labels would leak data source names and let any caller
+    // grow the number of series without bound.
+    for raw in [
+        "secret-project-name",
+        "no-such-name-either",
+        "probe-3f9a1c0b7d2e4a65",
+    ] {
+        assert!(
+            !metrics.contains(raw),
+            "a metric label contains the raw path {raw:?}:\n{metrics}"
+        );
+    }
+}
+
+#[test]
+fn charset_parameter_is_accepted() {
+    let server = Server::start();
+
+    let reply = server.call_raw(
+        "POST",
+        "/v1/datasources",
+        Some(server.admin()),
+        &[],
+        Some((
+            "application/json; charset=utf-8",
+            br#"{"name": "charset", "auth": {"method": "basic"}}"#.to_vec(),
+        )),
+    );
+
+    assert_eq!(
+        reply.status, 201,
+        "a JSON body with a charset was rejected: {}",
+        reply.body
+    );
+    let etag = reply.header("etag").unwrap_or_default();
+    assert!(
+        etag.starts_with('"') || etag.starts_with("W/\""),
+        "ETag {etag:?} is not a quoted entity tag"
+    );
+}

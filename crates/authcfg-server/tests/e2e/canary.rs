@@ -199,6 +199,7 @@ fn canary_secrets_never_leak() {
     }
 
     // Then every line the server and the command line wrote.
+    let admin = server.admin().to_owned();
     server.terminate();
     let log = server.log();
     assert!(
@@ -213,7 +214,32 @@ fn canary_secrets_never_leak() {
         ("access token", token_prefix.as_str()),
         ("basic header", basic_encoded.trim_start_matches("Basic ")),
         ("client_secret_basic header", upstream_basic.as_str()),
+        ("admin API token", admin.as_str()),
     ] {
         assert!(!log.contains(secret), "the log contains the {what}");
+    }
+
+    // Last, the files of the data directory: the database and its journal
+    // hold sealed values and token hashes only.
+    for entry in std::fs::read_dir(server.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "admin.token" || name == "master.key" || path.is_dir() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for (what, secret) in [
+            ("client secret", canary_secret.as_str()),
+            ("refresh token", refresh_secret.as_str()),
+            ("rotated refresh token", rotated_prefix.as_str()),
+            ("basic password", basic_secret.as_str()),
+            ("access token", token_prefix.as_str()),
+            ("admin API token", admin.as_str()),
+        ] {
+            let found = bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes());
+            assert!(!found, "{name} contains the {what} in plaintext");
+        }
     }
 }

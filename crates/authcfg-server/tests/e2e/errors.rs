@@ -154,3 +154,79 @@ fn test_route_reports_both_outcomes() {
     );
     assert!(!reply.body.contains("crm-secret"));
 }
+
+#[test]
+fn upstream_server_error_is_bad_gateway() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "crm-secret");
+    endpoint.set_behaviour(Behaviour::Reject {
+        status: 503,
+        error: "temporarily_unavailable".to_owned(),
+        description: "maintenance window".to_owned(),
+    });
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+
+    let reply = server.authorize("crm-prod");
+
+    let problem = assert_problem(&reply, 502);
+    assert!(
+        problem.to_string().contains("temporarily_unavailable"),
+        "the problem lacks the RFC error code: {problem}"
+    );
+}
+
+#[test]
+fn deleted_credentials_drop_cached_token() {
+    let endpoint = TokenEndpoint::start("rekeyed-token");
+    endpoint.add_client("crm-client", "compromised-secret");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "compromised-secret");
+    assert_eq!(
+        server.authorize("crm-prod").json()["value"],
+        json!("Bearer rekeyed-token-1")
+    );
+
+    // The operator deletes the compromised credentials and stores new ones;
+    // the token obtained with the old secret must not be served again, even
+    // if the new credentials start a new version count.
+    assert_eq!(
+        server.delete("/v1/datasources/crm-prod/credentials").status,
+        204
+    );
+    assert_problem(&server.authorize("crm-prod"), 409);
+    endpoint.add_client("crm-client", "fresh-secret");
+    server.put_credentials("crm-prod", "crm-client", "fresh-secret");
+
+    let reply = server.authorize("crm-prod");
+    assert_eq!(
+        reply.json()["value"],
+        json!("Bearer rekeyed-token-2"),
+        "a token of deleted credentials was served"
+    );
+}
+
+#[test]
+fn authorization_without_body_works() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "billing", "auth": {"method": "basic"}}));
+    server.put_credentials("billing", "billing-user", "billing-password");
+
+    let reply = server.call_raw(
+        "POST",
+        "/v1/datasources/billing/authorization",
+        Some(server.admin()),
+        &[],
+        None,
+    );
+
+    assert_eq!(
+        reply.status, 200,
+        "a request without a body failed: {}",
+        reply.body
+    );
+    assert_eq!(reply.content_type(), "application/json");
+    assert_eq!(reply.json()["header"], json!("Authorization"));
+}

@@ -20,4 +20,5 @@ mod errors;
 mod flow;
 mod provisioning;
 mod shutdown;
+mod startup;
 mod support;

@@ -78,7 +78,11 @@ pub(crate) fn assert_problem(reply: &Reply, status: u16) -> Value {
     );
 
     let body = reply.json();
-    assert!(body["type"].is_string(), "problem without a type: {body}");
+    let kind = body["type"].as_str().unwrap_or_default();
+    assert!(
+        kind.starts_with("https://") || kind == "about:blank",
+        "problem type {kind:?} is not an absolute URI: {body}"
+    );
     assert!(body["title"].is_string(), "problem without a title: {body}");
     assert_eq!(
         body["status"],

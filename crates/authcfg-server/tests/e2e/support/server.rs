@@ -409,22 +409,42 @@ impl Server {
     /// status and log.
     pub(crate) fn start_expecting_failure(options: ServerOptions) -> (ExitStatus, String) {
         let mut server = Self::start_unspawned(options);
-        let mut child = server.launch();
+        server.expect_failed_launch()
+    }
+
+    /// Stops the server and starts it again on the same data directory,
+    /// where it must refuse to start; returns the exit status and the log
+    /// lines of the failed start.
+    pub(crate) fn restart_expecting_failure(&mut self) -> (ExitStatus, String) {
+        if self.child.is_some() {
+            let status = self.terminate();
+            assert!(
+                status.success(),
+                "the server exited with {status} on SIGTERM"
+            );
+        }
+        let before = self.log().len();
+        let (status, log) = self.expect_failed_launch();
+        (status, log[before..].to_owned())
+    }
+
+    fn expect_failed_launch(&mut self) -> (ExitStatus, String) {
+        let mut child = self.launch();
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().expect("wait for the server") {
-                return (status, server.log());
+                return (status, self.log());
             }
-            let healthy = server
+            let healthy = self
                 .client
-                .get(format!("{}/healthz", server.base_url))
+                .get(format!("{}/healthz", self.base_url))
                 .send()
                 .is_ok_and(|response| response.status().is_success());
             if healthy || Instant::now() >= deadline {
-                server.child = Some(child);
+                self.child = Some(child);
                 panic!(
                     "authcfg serve started although it should have refused to; log:\n{}",
-                    server.log()
+                    self.log()
                 );
             }
             thread::sleep(Duration::from_millis(50));

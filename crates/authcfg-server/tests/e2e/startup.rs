@@ -1,0 +1,116 @@
+//! Start-up checks: an invalid configuration, colliding data source names and
+//! unusable credential variables stop the process with a message that names
+//! the key or variable and never a secret value.
+
+use serde_json::json;
+
+use crate::support::{assert_problem, Server, ServerOptions};
+
+#[test]
+fn invalid_config_names_key_and_variable() {
+    // Each case: a configuration line and a text the error must contain.
+    let cases = [
+        (
+            "token_request_timeout_secs = \"soon\"",
+            "AUTHCFG_TOKEN_REQUEST_TIMEOUT_SECS",
+        ),
+        ("body_limit_bytes = -1", "body_limit_bytes"),
+        ("log_format = \"xml\"", "log_format"),
+        ("bind_adress = \"127.0.0.1:9\"", "bind_adress"),
+    ];
+    for (line, expected) in cases {
+        let (status, log) = Server::start_expecting_failure(ServerOptions {
+            extra_config: format!("{line}\n"),
+            ..ServerOptions::default()
+        });
+        assert!(!status.success(), "the server started with {line:?}");
+        assert!(
+            log.contains(expected),
+            "the error for {line:?} does not name {expected:?}: {log}"
+        );
+    }
+}
+
+#[test]
+fn small_body_limit_is_enforced() {
+    let server = Server::start_with(ServerOptions {
+        extra_config: "body_limit_bytes = 1024\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    let body = json!({
+        "name": "limited",
+        "description": "d".repeat(1000),
+        "base_url": format!("https://api.example.com/{}", "p".repeat(200)),
+        "auth": {"method": "basic"},
+    });
+
+    let reply = server.post("/v1/datasources", &body);
+
+    assert_problem(&reply, 413);
+    assert_eq!(server.get("/v1/datasources/limited").status, 404);
+}
+
+#[test]
+fn colliding_names_are_refused() {
+    let mut server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+
+    // Either the API refuses the second name, or the next start refuses the
+    // pair; both names would read AUTHCFG_DS_CRM_PROD_* otherwise.
+    let second = server.post(
+        "/v1/datasources",
+        &json!({"name": "crm_prod", "auth": {"method": "basic"}}),
+    );
+    if second.status != 201 {
+        let problem = assert_problem(&second, second.status);
+        assert!(
+            matches!(second.status, 400 | 409),
+            "unexpected status: {problem}"
+        );
+        assert!(
+            problem.to_string().contains("AUTHCFG_DS_CRM_PROD_"),
+            "the problem does not name the prefix: {problem}"
+        );
+        return;
+    }
+
+    let (status, log) = server.restart_expecting_failure();
+    assert!(
+        !status.success(),
+        "the server started with colliding data source names"
+    );
+    assert!(
+        log.contains("crm-prod") && log.contains("crm_prod"),
+        "the error does not name both data sources: {log}"
+    );
+}
+
+#[test]
+fn unreadable_secret_file_names_variable() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+    let missing = server.dir().join("no-such-secret");
+
+    let output = server.cli(
+        &["credentials", "import-env"],
+        &[
+            ("AUTHCFG_DS_CRM_PROD_CLIENT_ID", "crm-client"),
+            (
+                "AUTHCFG_DS_CRM_PROD_CLIENT_SECRET_FILE",
+                missing.to_str().unwrap(),
+            ),
+        ],
+        None,
+    );
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "import-env succeeded with a missing file"
+    );
+    assert!(
+        stderr.contains("AUTHCFG_DS_CRM_PROD_CLIENT_SECRET_FILE"),
+        "the error does not name the variable: {stderr}"
+    );
+    assert!(server.get("/v1/datasources/crm-prod").json()["credentials"].is_null());
+}
