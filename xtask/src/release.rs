@@ -85,11 +85,23 @@ pub(crate) fn release(args: &[String]) -> anyhow::Result<()> {
     let repository = repository_url(&manifest)?;
     let today = today()?;
     let changelog = release_changelog(&changelog, &old, &new, &today, repository.as_deref())?;
+    let mut members = Vec::new();
+    for path in member_manifests(&root)? {
+        if let Some(bumped) = bump_member(&read(&path)?, &new)
+            .with_context(|| format!("failed to bump {:?}", path.display()))?
+        {
+            members.push((path, bumped));
+        }
+    }
 
     write(&manifest_path, &manifest)?;
     write(&changelog_path, &changelog)?;
+    for (path, bumped) in &members {
+        write(path, bumped)?;
+    }
     crate::announce(&[&format!(
-        "bumped {old} -> {new} in Cargo.toml and CHANGELOG.md"
+        "bumped {old} -> {new} in Cargo.toml, CHANGELOG.md and {} member manifest(s) with a version of their own",
+        members.len()
     )]);
 
     // The lock file records the workspace crates' versions too.
@@ -239,6 +251,58 @@ fn set_version(table: &mut dyn toml_edit::TableLike, new: &Version) {
         *version.decor_mut() = old_value.decor().clone();
     }
     table.insert("version", toml_edit::Item::Value(version));
+}
+
+/// Returns the manifests of the workspace members, from `cargo metadata`.
+fn member_manifests(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let output = std::process::Command::new("cargo")
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .context("failed to run `cargo metadata`")?;
+    ensure!(
+        output.status.success(),
+        "`cargo metadata` failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("invalid `cargo metadata` output")?;
+    let packages = metadata["packages"]
+        .as_array()
+        .context("no `packages` in the `cargo metadata` output")?;
+    Ok(packages
+        .iter()
+        .filter_map(|package| package["manifest_path"].as_str())
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// Sets `[package] version` of a member manifest that has a version of its
+/// own. Returns `None` when the version is inherited with
+/// `version.workspace = true`, or when the manifest has no `[package]`.
+fn bump_member(manifest: &str, new: &Version) -> anyhow::Result<Option<String>> {
+    let mut document: toml_edit::DocumentMut = manifest.parse().context("invalid TOML")?;
+    let Some(package) = document
+        .get_mut("package")
+        .and_then(toml_edit::Item::as_table_like_mut)
+    else {
+        return Ok(None);
+    };
+    if package
+        .get("version")
+        .and_then(toml_edit::Item::as_str)
+        .is_none()
+    {
+        return Ok(None);
+    }
+    set_version(package, new);
+    Ok(Some(document.to_string()))
 }
 
 /// Returns `[workspace.package] repository`, if set.
@@ -455,6 +519,22 @@ serde = { version = "1", features = ["derive"] }
         assert!(
             bumped.contains(r#"serde = { version = "1", features = ["derive"] }"#),
             "{bumped}"
+        );
+    }
+
+    #[test]
+    fn bump_member_only_own_versions() {
+        let own = "[package]\nname = \"a\"\nversion = \"0.1.0\"\n";
+        let inherited = "[package]\nname = \"b\"\nversion.workspace = true\n";
+
+        assert_eq!(
+            bump_member(own, &version("0.2.0")).unwrap().as_deref(),
+            Some("[package]\nname = \"a\"\nversion = \"0.2.0\"\n")
+        );
+        assert_eq!(bump_member(inherited, &version("0.2.0")).unwrap(), None);
+        assert_eq!(
+            bump_member("[workspace]\n", &version("0.2.0")).unwrap(),
+            None
         );
     }
 
