@@ -79,6 +79,12 @@ fn whole_flow_basic_and_bearer() {
         "expires_at {expires_at:?} is not RFC 3339"
     );
 
+    assert_eq!(
+        reply.header("cache-control"),
+        Some("no-store"),
+        "a response with a token may be cached"
+    );
+
     let again = server.authorize("crm-prod").json();
     assert_eq!(
         again["value"],
@@ -99,6 +105,14 @@ fn whole_flow_basic_and_bearer() {
     let with_credentials = server.get("/v1/datasources/crm-prod");
     let summary = &with_credentials.json()["credentials"];
     assert_eq!(summary["client_id"], json!("crm-client"));
+    let updated_at = summary["updated_at"]
+        .as_str()
+        .expect("updated_at in the summary");
+    assert!(
+        time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "updated_at {updated_at:?} is not RFC 3339"
+    );
     assert!(
         summary["secrets_set"]
             .as_array()

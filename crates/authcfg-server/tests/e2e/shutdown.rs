@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{bearer_datasource, Behaviour, Server, TokenEndpoint};
+use crate::support::{bearer_datasource, Behaviour, Server, ServerOptions, TokenEndpoint};
 
 #[test]
 fn sigterm_finishes_in_flight_request() {
@@ -54,4 +54,40 @@ fn idle_server_exits_cleanly_on_signals() {
 
         assert!(status.success(), "SIG{signal} gave exit status {status}");
     }
+}
+
+#[test]
+fn sigterm_bounds_hanging_request() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "crm-secret");
+    endpoint.set_behaviour(Behaviour::Hang);
+    // The token request could wait an hour, so only the shutdown bound can
+    // end the process in time.
+    let mut server = Server::start_with(ServerOptions {
+        extra_config: "shutdown_timeout_secs = 1\ntoken_request_timeout_secs = 3600\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+
+    thread::scope(|scope| {
+        let base_url = server.base_url().to_owned();
+        let admin = server.admin().to_owned();
+        scope.spawn(move || {
+            // The reply does not matter: the connection may be closed.
+            let _ = reqwest::blocking::Client::new()
+                .post(format!("{base_url}/v1/datasources/crm-prod/authorization"))
+                .bearer_auth(admin)
+                .send();
+        });
+        endpoint.wait_for_requests(1);
+        server.signal("TERM");
+        let _ = server.wait_exit();
+    });
+
+    let address = server.base_url().trim_start_matches("http://").to_owned();
+    assert!(
+        TcpStream::connect(address).is_err(),
+        "the port still accepts connections"
+    );
 }
