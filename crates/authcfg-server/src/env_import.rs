@@ -5,7 +5,7 @@
 //! data source named `crm-prod` the variables are
 //! `AUTHCFG_DS_CRM_PROD_CLIENT_ID`, `..._CLIENT_SECRET`, `..._USERNAME`,
 //! `..._PASSWORD` and `..._REFRESH_TOKEN`. Each may instead be given as a
-//! `..._FILE` variant that names a file; one trailing newline (`\n` or
+//! `..._FILE` variant that names a file. One trailing newline (`\n` or
 //! `\r\n`) of that file is stripped, so files written by `echo` work.
 //!
 //! The import is idempotent: a value equal to the stored one is not written,
@@ -52,7 +52,8 @@ pub fn env_var_name(datasource_name: &str, field: CredentialField) -> String {
     format!("{}{}", env_var_prefix(datasource_name), field.env_suffix())
 }
 
-/// The part of the variable names that identifies a data source: `CRM_PROD`.
+/// Converts a data source name into the part of its variable names that
+/// identifies it, such as `CRM_PROD`.
 fn name_key(datasource_name: &str) -> String {
     datasource_name
         .chars()
@@ -66,7 +67,7 @@ fn name_key(datasource_name: &str) -> String {
         .collect()
 }
 
-/// What an import did, by variable and data source name only.
+/// The outcome of an import, by variable and data source name only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
     /// Variables whose value differed from the stored one and was written.
@@ -102,13 +103,13 @@ pub struct ChangedDataSource {
     pub credentials_version: u64,
 }
 
-/// Why an import failed. Nothing was written when it is returned, except
-/// for [`ImportError::Store`], which may come after some data sources were
+/// An import failure. Nothing was written when it is returned, except for
+/// [`ImportError::Store`], which may come after some data sources were
 /// written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Returned when two data sources map to the same variable prefix, such
-    /// as `crm-prod` and `crm_prod`, so their variables cannot be told apart.
+    /// as `crm-prod` and `crm_prod`, so their variables are ambiguous.
     #[error(
         "data sources {first:?} and {second:?} both read variables starting with {prefix}: \
          rename or delete one of them"
@@ -135,7 +136,7 @@ pub enum ImportError {
     Store(#[from] authcfg_store::Error),
 }
 
-/// Where the value of one credential field comes from.
+/// The value of one credential field and the variable that set it.
 struct EnvValue {
     /// The variable as the operator wrote it, `_FILE` suffix included.
     variable: String,
@@ -216,7 +217,7 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
             .map(|unsealed| unsealed.credentials);
 
         // The token endpoint may rotate the refresh token, and the server
-        // then stores the new one; the environment still holds the first.
+        // then stores the new one, while the environment still contains the first.
         // A refresh token belongs to its client, so a stored one is replaced
         // only together with a new client id or secret.
         let differs = |field: CredentialField, env: &EnvValue| {
@@ -321,7 +322,7 @@ fn index_by_key(datasources: &[DataSource]) -> Result<BTreeMap<String, &DataSour
 /// `AUTHCFG_DS_` prefix, such as `CRM_PROD_CLIENT_SECRET_FILE`.
 ///
 /// A name such as `A_CLIENT_ID` could in principle split as data source `A`
-/// or `A_CLIENT`; no field suffix is another suffix plus a word, so at most
+/// or `A_CLIENT`. No field suffix is another suffix plus a word, so at most
 /// one split names both an existing data source and a field.
 fn match_variable<'a>(
     rest: &str,
@@ -527,7 +528,7 @@ mod tests {
     use authcfg_model::CreateDataSource;
     use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
 
-    /// A fresh store in a temporary directory, with cheap Argon2 parameters.
+    /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
     fn open_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {

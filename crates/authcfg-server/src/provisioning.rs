@@ -4,7 +4,7 @@
 //! sources in one file (the `provisioning_file` key). Applying it is
 //! idempotent: a data source in the file is created when missing and updated
 //! when it differs, and one that is not in the file is deleted only when the
-//! file says `prune = true`. The file holds no secrets: a key that looks like
+//! file sets `prune = true`. The file contains no secrets: a key that looks like
 //! one (such as `client_secret`) is rejected, because credentials come from
 //! the environment or the credentials API, never from a file in a repository.
 //!
@@ -42,7 +42,7 @@ pub struct ProvisionOptions {
     pub allow_insecure_token_url: bool,
 }
 
-/// What applying a provisioning file did, by data source name.
+/// The outcome of applying a provisioning file, by data source name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProvisionReport {
     /// Data sources that were created.
@@ -59,9 +59,9 @@ pub struct ProvisionReport {
     pub changed_ids: Vec<DataSourceId>,
 }
 
-/// Why a provisioning file was not applied. Nothing was written when it is
-/// returned, except for [`ProvisionError::Store`], which may come after some
-/// data sources were written.
+/// A provisioning failure. Nothing was written when it is returned, except
+/// for [`ProvisionError::Store`], which may come after some data sources were
+/// written.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Returned when the file cannot be read.
@@ -98,7 +98,7 @@ pub enum ProvisionError {
         path: PathBuf,
         /// The dotted path of the key, such as `datasources[0].client_secret`.
         key: String,
-        /// Where the value belongs instead.
+        /// The place where the value belongs instead.
         hint: String,
     },
     /// Returned when entries are malformed or invalid: unknown keys, a failed
@@ -132,7 +132,7 @@ pub fn apply_provisioning(store: &Store, path: &Path) -> Result<ProvisionReport,
 }
 
 /// Applies the provisioning file at `path`: creates and updates data sources
-/// to match it, and deletes the others when it says `prune = true`.
+/// to match it, and deletes the others when it sets `prune = true`.
 ///
 /// The whole file is parsed and checked before the first write.
 ///
@@ -172,10 +172,10 @@ pub fn apply_provisioning_with(
         report.changed_ids.push(current.id);
     }
 
-    let wanted: BTreeSet<&str> = file.datasources.iter().map(|ds| ds.name.as_str()).collect();
+    let declared: BTreeSet<&str> = file.datasources.iter().map(|ds| ds.name.as_str()).collect();
     for current in existing
         .iter()
-        .filter(|ds| !wanted.contains(ds.name.as_str()))
+        .filter(|ds| !declared.contains(ds.name.as_str()))
     {
         if file.prune {
             store.delete_datasource(&current.name)?;
@@ -299,7 +299,7 @@ fn describe(label: &str, errors: &[authcfg_model::FieldError]) -> Vec<String> {
         .collect()
 }
 
-/// Returns true for a key name that holds a secret in common configurations.
+/// Returns true for a key name that contains a secret in common configurations.
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase().replace('-', "_");
     key == "token"
@@ -321,7 +321,7 @@ fn find_secret_key(value: &toml::Value, at: &str, path: &Path) -> Result<(), Pro
     match value {
         toml::Value::Table(table) => {
             for (key, child) in table {
-                let here = if at.is_empty() {
+                let key_path = if at.is_empty() {
                     key.clone()
                 } else {
                     format!("{at}.{key}")
@@ -329,11 +329,11 @@ fn find_secret_key(value: &toml::Value, at: &str, path: &Path) -> Result<(), Pro
                 if is_secret_key(key) {
                     return Err(ProvisionError::SecretInFile {
                         path: path.to_owned(),
-                        key: here,
+                        key: key_path,
                         hint: secret_hint(value, key),
                     });
                 }
-                find_secret_key(child, &here, path)?;
+                find_secret_key(child, &key_path, path)?;
             }
         }
         toml::Value::Array(array) => {
@@ -397,7 +397,7 @@ mod tests {
     use authcfg_model::{AuthConfig, AuthMethod, Credentials, GrantType, SecretString};
     use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
 
-    /// A fresh store in a temporary directory, with cheap Argon2 parameters.
+    /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
     fn open_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {

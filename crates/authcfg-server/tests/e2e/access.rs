@@ -22,8 +22,8 @@ struct Route {
     path: &'static str,
     body: Option<Value>,
     own_consumer: u16,
-    /// The status for a consumer of another data source; a route that is
-    /// not about one data source may answer it like its own consumer.
+    /// The status for a consumer of another data source. A route that is
+    /// not about one data source may treat it like its own consumer.
     other_consumer: u16,
     admin: u16,
 }
@@ -291,8 +291,8 @@ fn malformed_authorization_headers_are_401() {
             None,
         );
         assert_problem(&reply, 401);
-        let shown = value.replace(&admin, "<admin token>");
-        assert_challenge(&reply, &format!("Authorization {shown:?}"));
+        let redacted = value.replace(&admin, "<admin token>");
+        assert_challenge(&reply, &format!("Authorization {redacted:?}"));
     }
 }
 

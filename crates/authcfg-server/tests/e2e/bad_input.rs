@@ -408,7 +408,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Everything a bad request could change, as the admin sees it.
+/// Reads everything a bad request could change, with the admin token.
 fn snapshot(server: &Server) -> Vec<String> {
     [
         "/v1/datasources/stable",

@@ -1,8 +1,9 @@
 //! Canary secrets: a client secret, a refresh token, a rotated refresh token
 //! and an access token with unique values travel through every feature that
-//! touches them, and then must appear in no response body (the access token
-//! only in the header it was issued in) and nowhere in the log output
-//! captured at trace level.
+//! touches them. Afterwards they must appear in no response body, except the
+//! access token in the header it was issued in. They must also appear nowhere
+//! in the log output captured at trace level, nor in plaintext in the data
+//! directory.
 
 use base64::Engine as _;
 use serde_json::json;

@@ -189,8 +189,8 @@ fn deleted_credentials_drop_cached_token() {
         json!("Bearer rekeyed-token-1")
     );
 
-    // The operator deletes the compromised credentials and stores new ones;
-    // the token obtained with the old secret must not be served again, even
+    // The operator deletes the compromised credentials and stores new ones.
+    // The token obtained with the old secret must not be served again, even
     // if the new credentials start a new version count.
     assert_eq!(
         server.delete("/v1/datasources/crm-prod/credentials").status,

@@ -111,8 +111,8 @@ impl Server {
         }
     }
 
-    /// Returns the working directory, which holds `authcfg.toml` and the data
-    /// directory.
+    /// Returns the working directory, which contains `authcfg.toml` and the
+    /// data directory.
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -413,7 +413,7 @@ impl Server {
     }
 
     /// Stops the server and starts it again on the same data directory,
-    /// where it must refuse to start; returns the exit status and the log
+    /// where it must refuse to start. Returns the exit status and the log
     /// lines of the failed start.
     pub(crate) fn restart_expecting_failure(&mut self) -> (ExitStatus, String) {
         if self.child.is_some() {

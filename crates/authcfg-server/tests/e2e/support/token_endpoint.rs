@@ -1,11 +1,11 @@
 //! A real OAuth 2.0 token endpoint on 127.0.0.1 for the end-to-end tests.
 //!
-//! It speaks just enough HTTP/1.1 for one request per connection (every
-//! response says `Connection: close`), authenticates clients with
+//! It implements just enough HTTP/1.1 for one request per connection (every
+//! response sends `Connection: close`), authenticates clients with
 //! `client_secret_basic` or `client_secret_post` against the clients a test
 //! registers, and issues access tokens made of a per-test prefix and a
 //! counter, so a test can tell a fresh token from a cached one. A test can
-//! switch the endpoint to reject every request, to answer late, or to hang.
+//! switch the endpoint to reject every request, to respond late, or to hang.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,20 +17,20 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-/// How the endpoint answers token requests.
+/// The endpoint's response to token requests.
 #[derive(Debug, Clone)]
 pub(crate) enum Behaviour {
-    /// Issue a token to a registered client, answer `invalid_client` otherwise.
+    /// Issue a token to a registered client, and return `invalid_client` otherwise.
     Issue,
     /// Issue tokens like [`Behaviour::Issue`], after a delay.
     Delay(Duration),
-    /// Answer every request with this status and RFC 6749 error body.
+    /// Return this status and RFC 6749 error body for every request.
     Reject {
         status: u16,
         error: String,
         description: String,
     },
-    /// Read the request and never answer, until the endpoint is dropped.
+    /// Read the request and never respond, until the endpoint is dropped.
     Hang,
 }
 
@@ -138,7 +138,7 @@ impl TokenEndpoint {
         self.lock().refresh_prefix = prefix.to_owned();
     }
 
-    /// Changes how the endpoint answers from now on.
+    /// Changes how the endpoint responds from now on.
     pub(crate) fn set_behaviour(&self, behaviour: Behaviour) {
         self.lock().behaviour = behaviour;
     }
@@ -174,7 +174,7 @@ impl TokenEndpoint {
 
 impl Drop for TokenEndpoint {
     fn drop(&mut self) {
-        // Wake the accept loop so that it sees the flag and ends.
+        // Wake the accept loop so that it reads the flag and ends.
         self.stopped.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
@@ -196,7 +196,7 @@ fn handle_connection(stream: TcpStream, state: &Mutex<State>, stopped: &AtomicBo
 
     let (status, body) = match behaviour {
         Behaviour::Hang => {
-            // Keep the connection open without a byte of answer, so that the
+            // Keep the connection open without a byte of response, so that the
             // client under test runs into its own timeout.
             while !stopped.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(50));
@@ -230,7 +230,7 @@ fn handle_connection(stream: TcpStream, state: &Mutex<State>, stopped: &AtomicBo
     let _ = stream.flush();
 }
 
-/// Authenticates the client and issues the next token, or answers
+/// Authenticates the client and issues the next token, or returns
 /// `invalid_client` (RFC 6749 section 5.2).
 fn issue(request: &RecordedRequest, state: &Mutex<State>) -> (u16, serde_json::Value) {
     let presented = client_from_basic(request).or_else(|| {
