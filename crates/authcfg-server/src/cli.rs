@@ -523,9 +523,10 @@ fn token(settings: &Settings, name: &str, force_refresh: bool) -> anyhow::Result
                 })
             })
             .await;
+        // The exchange's sink keeps a sender alive, so the writer is stopped
+        // after the flush instead of waiting for the queue to close.
         audit_queue.flush().await;
-        drop(audit_queue);
-        let _ = writer.await;
+        writer.abort();
         result
     });
     let authorization = authorization
