@@ -165,7 +165,67 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
     let mut report = ImportReport::default();
     let mut problems = Vec::new();
 
-    // Sort the variables into fields of data sources.
+    let found = sort_variables(vars, &by_key, &mut report, &mut problems);
+
+    // Merge with what is stored and check everything before writing anything.
+    let mut writes = Vec::new();
+    for (datasource, mut fields) in found.into_values() {
+        let stored = store
+            .unseal_credentials(&datasource.name)?
+            .map(|unsealed| unsealed.credentials);
+
+        if let Some(variable) = keep_rotated_refresh_token(stored.as_ref(), &mut fields) {
+            report.kept_stored.push(variable);
+        }
+
+        let Some(merged) = merge(datasource, stored.as_ref(), &fields, &mut problems) else {
+            continue;
+        };
+
+        let mut changed = false;
+        for (field, env) in &fields {
+            if stored_value(stored.as_ref(), *field) == Some(env.value.expose_secret()) {
+                report.unchanged.push(env.variable.clone());
+            } else {
+                report.imported.push(env.variable.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            writes.push((datasource, merged));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ImportError::Invalid { problems });
+    }
+
+    // Write the changed credentials.
+    // NOTE: `put_credentials` takes no expected version, so a refresh token
+    // that a running server rotates between the read above and this write
+    // is overwritten with the one read; the window is one store call wide.
+    for (datasource, credentials) in &writes {
+        let summary = store.put_credentials(&datasource.name, credentials)?;
+        report.changed.push(ChangedDataSource {
+            name: datasource.name.clone(),
+            id: datasource.id,
+            credentials_version: summary.version,
+        });
+    }
+
+    report_missing(store, &datasources, &mut report)?;
+    report.imported.sort();
+    report.unchanged.sort();
+    Ok(report)
+}
+
+/// Sorts the `AUTHCFG_DS_*` variables into the fields of data sources,
+/// reading `_FILE` variants; unmatched variables go to the report.
+fn sort_variables<'a>(
+    vars: &[(String, String)],
+    by_key: &BTreeMap<String, &'a DataSource>,
+    report: &mut ImportReport,
+    problems: &mut Vec<String>,
+) -> BTreeMap<&'a str, (&'a DataSource, FieldValues)> {
     let mut found: BTreeMap<&str, (&DataSource, FieldValues)> = BTreeMap::new();
     let mut sorted: Vec<&(String, String)> = vars.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -173,7 +233,7 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
         let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        let Some((datasource, field, is_file)) = match_variable(rest, &by_key) else {
+        let Some((datasource, field, is_file)) = match_variable(rest, by_key) else {
             report.unmatched.push(variable.clone());
             continue;
         };
@@ -208,68 +268,49 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
             },
         );
     }
+    found
+}
 
-    // Merge with what is stored and check everything before writing anything.
-    let mut writes = Vec::new();
-    for (datasource, mut fields) in found.into_values() {
-        let stored = store
-            .unseal_credentials(&datasource.name)?
-            .map(|unsealed| unsealed.credentials);
+/// Removes the refresh token from `fields` when it differs from the stored
+/// one and the client stays the same, and returns its variable.
+///
+/// The token endpoint may rotate the refresh token, and the server then
+/// stores the new one while the environment still contains the first. A
+/// refresh token belongs to its client, so a stored one is replaced only
+/// together with a new client id or secret.
+fn keep_rotated_refresh_token(
+    stored: Option<&Credentials>,
+    fields: &mut FieldValues,
+) -> Option<String> {
+    let differs = |field: CredentialField, env: &EnvValue| {
+        stored_value(stored, field) != Some(env.value.expose_secret())
+    };
+    let client_changed = [CredentialField::ClientId, CredentialField::ClientSecret]
+        .into_iter()
+        .any(|field| fields.get(&field).is_some_and(|env| differs(field, env)));
+    let refresh_differs = stored_value(stored, CredentialField::RefreshToken).is_some()
+        && fields
+            .get(&CredentialField::RefreshToken)
+            .is_some_and(|env| differs(CredentialField::RefreshToken, env));
 
-        // The token endpoint may rotate the refresh token, and the server
-        // then stores the new one, while the environment still contains the first.
-        // A refresh token belongs to its client, so a stored one is replaced
-        // only together with a new client id or secret.
-        let differs = |field: CredentialField, env: &EnvValue| {
-            stored_value(stored.as_ref(), field) != Some(env.value.expose_secret())
-        };
-        let client_changed = [CredentialField::ClientId, CredentialField::ClientSecret]
-            .into_iter()
-            .any(|field| fields.get(&field).is_some_and(|env| differs(field, env)));
-        let rotated = stored_value(stored.as_ref(), CredentialField::RefreshToken).is_some()
-            && fields
-                .get(&CredentialField::RefreshToken)
-                .is_some_and(|env| differs(CredentialField::RefreshToken, env));
-        if rotated && !client_changed {
-            if let Some(env) = fields.remove(&CredentialField::RefreshToken) {
-                report.kept_stored.push(env.variable);
-            }
-        }
-
-        let Some(merged) = merge(datasource, stored.as_ref(), &fields, &mut problems) else {
-            continue;
-        };
-
-        let mut changed = false;
-        for (field, env) in &fields {
-            if stored_value(stored.as_ref(), *field) == Some(env.value.expose_secret()) {
-                report.unchanged.push(env.variable.clone());
-            } else {
-                report.imported.push(env.variable.clone());
-                changed = true;
-            }
-        }
-        if changed {
-            writes.push((datasource, merged));
-        }
+    if refresh_differs && !client_changed {
+        fields
+            .remove(&CredentialField::RefreshToken)
+            .map(|env| env.variable)
+    } else {
+        None
     }
-    if !problems.is_empty() {
-        return Err(ImportError::Invalid { problems });
-    }
+}
 
-    // Write the changed credentials.
-    for (datasource, credentials) in &writes {
-        let summary = store.put_credentials(&datasource.name, credentials)?;
-        report.changed.push(ChangedDataSource {
-            name: datasource.name.clone(),
-            id: datasource.id,
-            credentials_version: summary.version,
-        });
-    }
-
-    // Report what is still missing, so that the operator sees it at start.
-    // The summaries suffice for this, so no secret is opened for it.
-    for datasource in &datasources {
+/// Adds the data sources without credentials and the variables that grants
+/// still need to the report. The summaries suffice for this, so no secret is
+/// opened for it.
+fn report_missing(
+    store: &Store,
+    datasources: &[DataSource],
+    report: &mut ImportReport,
+) -> Result<(), authcfg_store::Error> {
+    for datasource in datasources {
         match store.credentials_summary(&datasource.name)? {
             None => report.without_credentials.push(datasource.name.clone()),
             Some(summary) => report.missing.extend(
@@ -280,10 +321,7 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
             ),
         }
     }
-
-    report.imported.sort();
-    report.unchanged.sort();
-    Ok(report)
+    Ok(())
 }
 
 /// Reads every data source, page by page.
