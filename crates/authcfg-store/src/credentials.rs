@@ -363,7 +363,7 @@ impl Store {
     ///
     /// # Security
     ///
-    /// The result holds the plaintext secrets. Use them for one request and
+    /// The result contains the plaintext secrets. Use them for one request and
     /// drop them; never log them or send them to an API client.
     ///
     /// # Errors

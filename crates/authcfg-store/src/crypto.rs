@@ -3,7 +3,7 @@
 //! The master key is stretched with Argon2id into a key-encryption key (KEK).
 //! The KEK wraps the data keys and the fingerprint MAC key with
 //! XChaCha20-Poly1305. A data key seals each secret with XChaCha20-Poly1305
-//! under a fresh random 24-byte nonce and associated data that names the data
+//! under a fresh random 24-byte nonce. The associated data names the data
 //! source id, field, key id and format version, so a ciphertext opens only in
 //! the row and field it was written for.
 //!
@@ -63,6 +63,7 @@ pub(crate) fn master_key_bytes(key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, Er
             Zeroizing::new(passphrase.expose_secret().as_bytes().to_vec())
         }
         MasterKey::KeyFile(path) => {
+            warn_if_shared(path);
             let mut bytes = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
@@ -91,6 +92,26 @@ pub(crate) fn master_key_bytes(key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, Er
         });
     }
     Ok(bytes)
+}
+
+/// Logs a warning when a key file is readable by its group or by others.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the master key file is readable by other users: run chmod 600 on it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Checks that Argon2id accepts `params`.
@@ -151,7 +172,11 @@ impl Cipher {
 
     /// Encrypts `plaintext` under a fresh random nonce.
     fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let nonce: [u8; NONCE_LEN] = random_bytes();
+        // Nonces come from the thread-local CSPRNG (ChaCha12, seeded and
+        // periodically reseeded from the operating system by `rand`), which
+        // avoids a system call per value. Keys still come from `OsRng`.
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ciphertext = self
             .cipher
             .encrypt(
@@ -241,8 +266,8 @@ impl Cipher {
     }
 }
 
-/// What a wrapped key is for; part of its associated data so that a wrapped
-/// MAC key cannot be used as a data key.
+/// The purpose of a wrapped key. It is part of the associated data, so a
+/// wrapped MAC key cannot be unwrapped as a data key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum KeyPurpose {
     /// A data key, which seals credential values.
@@ -286,7 +311,7 @@ fn push_part(aad: &mut Vec<u8>, part: &[u8]) {
 /// Computes the fingerprint of a client secret: `hmac-sha256:` followed by
 /// the first 8 bytes of HMAC-SHA256 under the store's MAC key, in hex.
 pub(crate) fn fingerprint(mac_key: &KeyBytes, secret: &str) -> String {
-    // HMAC accepts keys of any length, so this cannot fail with a 32-byte key.
+    // HMAC accepts keys of any length (RFC 2104), so a 32-byte key never fails here.
     let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()) {
         Ok(mac) => mac,
         Err(_) => return "hmac-sha256:unavailable".to_owned(),

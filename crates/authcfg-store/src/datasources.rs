@@ -198,14 +198,15 @@ impl Store {
     ) -> Result<Page<DataSource>, Error> {
         let limit = page_size(limit);
         let connection = self.inner.pool.get()?;
+        // The cursor is an empty string for the first page: every valid name
+        // sorts after it, and the comparison uses the unique index on `name`.
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM datasources WHERE ?1 IS NULL OR name > ?1
-             ORDER BY name LIMIT ?2"
+            "SELECT {COLUMNS} FROM datasources WHERE name > ?1 ORDER BY name LIMIT ?2"
         ))?;
 
-        // One row more than the page tells whether another page follows.
+        // Fetching one row more than the page shows whether another page follows.
         let rows = statement.query_map(
-            params![after_name, to_sql_int(limit as u64 + 1)],
+            params![after_name.unwrap_or(""), to_sql_int(limit as u64 + 1)],
             RawDataSource::from_row,
         )?;
         let mut items = Vec::with_capacity(limit);

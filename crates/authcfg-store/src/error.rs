@@ -14,7 +14,8 @@ pub enum Error {
     /// Returned when the named data source, credentials or API token does not exist.
     #[error("{kind} {name:?} not found")]
     NotFound {
-        /// What was looked up: `data source`, `credentials` or `api token`.
+        /// Kind of the missing object: `data source`, `credentials of data source`
+        /// or `api token`.
         kind: &'static str,
         /// The name or id that was looked up.
         name: String,
@@ -24,7 +25,7 @@ pub enum Error {
     /// when a data source of that name exists.
     #[error("{kind} {name:?} already exists: choose another name or update the existing one")]
     AlreadyExists {
-        /// What was created, such as `data source`.
+        /// Kind of the object, such as `data source`.
         kind: &'static str,
         /// The name that is taken.
         name: String,
@@ -37,7 +38,7 @@ pub enum Error {
          {current}; read it again and retry"
     )]
     Conflict {
-        /// What was updated: `data source` or `credentials`.
+        /// Kind of the object: `data source` or `credentials`.
         kind: &'static str,
         /// The data source name or id.
         name: String,
@@ -59,7 +60,7 @@ pub enum Error {
     /// Returned when a master key is unusable: an empty passphrase or an empty key file.
     #[error("invalid master key: {reason}")]
     InvalidMasterKey {
-        /// What is wrong and how to fix it.
+        /// The problem and how to fix it.
         reason: String,
     },
 
@@ -124,7 +125,7 @@ pub enum Error {
     SchemaTooNew {
         /// The schema version in the file.
         found: i64,
-        /// The newest schema version this build knows.
+        /// The newest schema version this build supports.
         supported: i64,
     },
 
@@ -136,7 +137,7 @@ pub enum Error {
         table: &'static str,
         /// The row's key.
         key: String,
-        /// What could not be decoded.
+        /// The part that could not be decoded.
         detail: String,
     },
 

@@ -1,8 +1,8 @@
 //! The key hierarchy in the database and in memory: the key-encryption key,
 //! the data keys and the fingerprint MAC key, and their rotation.
 //!
-//! The `keyring` row holds the Argon2id salt and parameters and the wrapped
-//! MAC key. `data_keys` holds each data key wrapped by the KEK. Exactly one
+//! The `keyring` row stores the Argon2id salt and parameters and the wrapped
+//! MAC key. `data_keys` stores each data key wrapped by the KEK. Exactly one
 //! data key is `active` and seals new values; a rotation marks the previous
 //! one `retiring` until no credentials row uses it, then erases its wrapped
 //! material and marks it `retired`.
@@ -26,7 +26,7 @@ const KDF_NAME: &str = "argon2id-v19";
 /// Key id of the fingerprint MAC key in its wrapping associated data.
 const MAC_KEY_ID: &str = "mac-1";
 
-/// The unwrapped keys a process holds while the store is open.
+/// The unwrapped keys of a process while the store is open.
 pub(crate) struct Keys {
     /// The key-encryption key derived from the master key.
     kek: Cipher,
@@ -439,9 +439,9 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Unseal`] when a stored value does not open (the rotation stops
-    /// at that row and the old key stays; store that data source's credentials
-    /// again, then call this again), [`Error::Sqlite`].
+    /// [`Error::Unseal`] when a stored value does not open. The rotation then
+    /// stops at that row and the old key stays, so store that data source's
+    /// credentials again and call this again. [`Error::Sqlite`] when SQLite fails.
     pub fn rotate_data_key(
         &self,
         progress: &mut dyn FnMut(RotationProgress),

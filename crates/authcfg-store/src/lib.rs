@@ -71,7 +71,7 @@ use crate::schema::{schema_version, APPLICATION_ID, LATEST_VERSION};
 /// The newest schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = LATEST_VERSION;
 
-/// Largest page a listing returns, whatever `limit` asks for.
+/// Largest page a listing returns, whatever the requested `limit`.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// A handle to an open store. Clones share the same connections and keys.
@@ -99,7 +99,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// What [`Store::open`] found at the path.
+/// The state of the file at the path, as found by [`Store::open`].
 enum FileState {
     /// No file, an empty file, or a SQLite file without tables: create a store.
     Fresh,
@@ -143,8 +143,12 @@ impl Store {
 
         let mut first = match state {
             FileState::Fresh => {
-                if !path.exists() {
-                    create_private_file(path)?;
+                match create_private_file(path) {
+                    // An empty file, or one that another process created an
+                    // instant ago, is initialized below inside a transaction.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    other => other?,
                 }
                 open_connection(path, options.busy_timeout)?
             }
@@ -185,7 +189,7 @@ impl Store {
     }
 
     /// Copies the store to `dest` with the SQLite online backup API, while
-    /// other calls keep working. The copy holds the same wrapped keys, so it
+    /// other calls keep working. The copy contains the same wrapped keys, so it
     /// opens with the same master key. The file is created with mode 0600 on
     /// Unix and never overwrites an existing file.
     ///
@@ -314,8 +318,8 @@ fn initialize(
     Ok(keys)
 }
 
-/// Creates `path` as an empty file readable only by its owner, or accepts an
-/// existing empty file.
+/// Creates `path` as an empty file readable only by its owner. Fails with an
+/// `AlreadyExists` I/O error when the file exists.
 fn create_private_file(path: &Path) -> Result<(), Error> {
     let mut open_options = OpenOptions::new();
     open_options.write(true).create_new(true);

@@ -1,4 +1,4 @@
-//! How a store is opened: the master key and the tuning options.
+//! Inputs of opening a store: the master key and the tuning options.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The database schema and its forward-only migrations.
 //!
-//! `PRAGMA user_version` holds the number of applied migrations and
+//! `PRAGMA user_version` stores the number of applied migrations and
 //! `PRAGMA application_id` marks the file as an authcfg store. Migrations are
 //! applied in order, all pending ones in one transaction, and never edited
 //! once released: a change to the schema is a new migration.

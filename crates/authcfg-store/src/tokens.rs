@@ -240,7 +240,8 @@ impl Store {
     }
 
     /// Looks up a presented API token value by its SHA-256 hash. A revoked or
-    /// unknown token gives `None`.
+    /// unknown token gives `None`, and so does a value without the
+    /// [`API_TOKEN_PREFIX`] or longer than 256 bytes, without a lookup.
     ///
     /// # Errors
     ///

@@ -35,9 +35,9 @@ pub struct UnsealedCredentials {
 /// An audit event to record. It must not contain a secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEvent {
-    /// Who acted: an API token id, or `cli` for the command line.
+    /// The actor: an API token id, or `cli` for the command line.
     pub actor: String,
-    /// What was done, such as `datasource.create`.
+    /// The action, such as `datasource.create`.
     pub action: String,
     /// The data source concerned, if any.
     pub datasource: Option<String>,
@@ -76,7 +76,7 @@ pub struct DataKeyStatus {
     pub retired_at: Option<OffsetDateTime>,
 }
 
-/// What [`Store::key_status`](crate::Store::key_status) reports.
+/// The report of [`Store::key_status`](crate::Store::key_status).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyStatus {
     /// The id of the data key that seals new values.

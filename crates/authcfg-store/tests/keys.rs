@@ -446,7 +446,7 @@ fn store_file_is_private() {
 fn change_counter_sees_other_process_writes() {
     let test = TestStore::new();
     let start = test.store.change_counter().unwrap();
-    // A second handle stands in for another process such as the command line.
+    // A second handle acts as another process, such as the command line.
     let other = Store::open(&test.path, &passphrase("correct horse"), &options()).unwrap();
 
     other.create_datasource(&bearer("crm")).unwrap();

@@ -30,7 +30,7 @@ pub(crate) fn options() -> StoreOptions {
     }
 }
 
-/// A passphrase master key.
+/// Returns a passphrase master key.
 pub(crate) fn passphrase(text: &str) -> MasterKey {
     MasterKey::Passphrase(SecretString::new(text))
 }
@@ -75,7 +75,7 @@ pub(crate) fn raw(path: &Path) -> rusqlite::Connection {
     connection
 }
 
-/// A valid request for a bearer data source named `name`.
+/// Returns a valid request for a bearer data source named `name`.
 pub(crate) fn bearer(name: &str) -> CreateDataSource {
     CreateDataSource {
         name: name.to_owned(),
