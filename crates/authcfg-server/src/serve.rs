@@ -1,8 +1,8 @@
 //! `authcfg serve`: start-up, the HTTP server and graceful shutdown.
 //!
 //! Start-up runs in order: open the store (generating the master key on first
-//! start), ensure an admin API token, import credentials from the environment,
-//! apply the provisioning file, load the in-memory copies, then bind. SIGTERM
+//! start), ensure an admin API token, apply the provisioning file, import
+//! credentials from the environment, load the in-memory copies, then bind. SIGTERM
 //! and SIGINT stop accepting connections and give in-flight requests
 //! `shutdown_timeout_secs` to finish; queued audit events are written before
 //! the process exits.
@@ -129,9 +129,11 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let store = bootstrap::open_store(&settings)?;
     bootstrap::ensure_admin_token(&settings, &store)?;
-    // Both run before the exchange exists, so no cached token can be stale yet.
-    import_environment(&store, "system")?;
+    // Provisioning runs first so that the import finds the data sources it
+    // creates. Both run before the exchange exists, so no cached token can be
+    // stale yet.
     apply_provisioning(&settings, &store)?;
+    import_environment(&store, "system")?;
 
     let system = actix_web::rt::System::new();
     system.block_on(run(settings, store))
