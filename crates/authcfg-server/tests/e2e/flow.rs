@@ -492,3 +492,95 @@ fn rotated_refresh_token_survives_restart() {
         Some("rotating-token-refresh-1")
     );
 }
+
+#[test]
+fn audit_pages_walk_every_event() {
+    let server = Server::start();
+    for name in ["au-a", "au-b", "au-c", "au-d", "au-e"] {
+        server.create_datasource(&basic_datasource(name));
+    }
+
+    // Wait until the background queue has written the five creations.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = server.get("/v1/audit?limit=100").json()["items"]
+            .as_array()
+            .map_or(0, |items| {
+                items
+                    .iter()
+                    .filter(|event| event["action"] == json!("datasource.create"))
+                    .count()
+            });
+        if count >= 5 || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut ids = Vec::new();
+    let mut path = "/v1/audit?limit=2".to_owned();
+    for _page in 0..50 {
+        let reply = server.get(&path);
+        assert_eq!(reply.status, 200, "audit failed: {}", reply.body);
+        let body = reply.json();
+        let items = body["items"].as_array().expect("an items list");
+        assert!(items.len() <= 2, "a page is longer than the limit: {body}");
+        ids.extend(
+            items
+                .iter()
+                .map(|event| event["id"].as_i64().expect("an event id")),
+        );
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/audit?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+
+    let all = server.get("/v1/audit?limit=100").json()["items"]
+        .as_array()
+        .expect("an items list")
+        .iter()
+        .map(|event| event["id"].as_i64().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        ids.len() >= 5,
+        "the pages hold fewer events than were recorded: {ids:?}"
+    );
+    assert_eq!(ids, all, "paging and one large page disagree");
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(ids, sorted, "events are not newest first without repeats");
+}
+
+#[test]
+fn if_match_star_and_allow_header() {
+    let server = Server::start();
+    server.create_datasource(&basic_datasource("star"));
+
+    // RFC 9110 section 13.1.1: "*" matches any current representation.
+    let patched = server.patch(
+        "/v1/datasources/star",
+        &json!({"description": "any version"}),
+        Some("*"),
+    );
+    assert_eq!(
+        patched.status, 200,
+        "If-Match: * was refused: {}",
+        patched.body
+    );
+
+    // RFC 9110 section 15.5.6: a 405 lists the allowed methods.
+    let refused = server.call(
+        "PUT",
+        "/v1/datasources",
+        Some(server.admin()),
+        Some(&json!({})),
+    );
+    assert_eq!(refused.status, 405);
+    let allow = refused.header("allow").unwrap_or_default().to_owned();
+    assert!(
+        allow.contains("GET") && allow.contains("POST"),
+        "405 without a usable Allow header: {allow:?}"
+    );
+}

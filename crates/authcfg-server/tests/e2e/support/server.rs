@@ -364,13 +364,36 @@ impl Server {
     /// Stops the server with SIGTERM and starts it again on the same data
     /// directory with new extra environment variables.
     pub(crate) fn restart_with_env(&mut self, env: Vec<(String, String)>) {
+        let options = ServerOptions {
+            env,
+            ..self.options.clone()
+        };
+        self.restart_with(options);
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data
+    /// directory with new options.
+    pub(crate) fn restart_with(&mut self, options: ServerOptions) {
         let status = self.terminate();
         assert!(
             status.success(),
             "the server exited with {status} on SIGTERM"
         );
-        self.options.env = env;
+        self.options = options;
         self.spawn();
+    }
+
+    /// Starts a server whose data directory begins with copies of `files`,
+    /// such as a master key and a database backup.
+    pub(crate) fn start_with_files(options: ServerOptions, files: &[(&str, &Path)]) -> Self {
+        let mut server = Self::start_unspawned(options);
+        fs::create_dir_all(server.data_dir()).expect("create the data directory");
+        for (name, source) in files {
+            fs::copy(source, server.data_dir().join(name))
+                .unwrap_or_else(|error| panic!("copy {}: {error}", source.display()));
+        }
+        server.spawn();
+        server
     }
 
     fn log_path(&self) -> PathBuf {
