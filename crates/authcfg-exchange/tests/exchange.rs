@@ -1318,3 +1318,54 @@ fn out_of_range_settings_are_rejected() {
     }
     assert!(ExchangeConfig::default().validate().is_ok());
 }
+
+#[tokio::test]
+async fn test_persists_rotated_refresh_token() {
+    let server = TokenServer::start(Reply::json(
+        200,
+        r#"{"access_token":"at-1","expires_in":60,"refresh_token":"rt-2"}"#,
+    ))
+    .await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::RefreshToken);
+    let credentials = with_refresh_token("rt-1")();
+
+    let diagnostics = harness
+        .exchange
+        .test(&TestRequest {
+            datasource: datasource(),
+            auth: &auth,
+            credentials: &credentials,
+            credentials_version: 7,
+        })
+        .await;
+
+    assert!(diagnostics.ok, "{diagnostics:?}");
+    assert!(diagnostics.refresh_token_rotated);
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![(datasource(), 7, "rt-2".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn test_of_basic_sends_nothing() {
+    let harness = Harness::new();
+    let auth = AuthConfig::basic();
+    let credentials = Credentials::new("apikey", "");
+
+    let diagnostics = harness
+        .exchange
+        .test(&TestRequest {
+            datasource: datasource(),
+            auth: &auth,
+            credentials: &credentials,
+            credentials_version: 1,
+        })
+        .await;
+
+    assert!(diagnostics.ok);
+    assert_eq!(diagnostics.token_type.as_deref(), Some("Basic"));
+    assert_eq!(diagnostics.http_status, None);
+    assert_eq!(harness.exchange.metrics().exchanges_total(), 0);
+}
