@@ -176,3 +176,90 @@ pub fn load_entries(store: &Store) -> Result<HashMap<String, Arc<Entry>>, authcf
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use authcfg_model::AuthConfig;
+    use time::OffsetDateTime;
+
+    fn datasource(name: &str, version: u64) -> DataSource {
+        DataSource {
+            // Distinct name lengths give distinct ids.
+            id: DataSourceId(uuid::Uuid::from_u128(name.len() as u128)),
+            name: name.to_owned(),
+            description: None,
+            base_url: None,
+            auth: AuthConfig::basic(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            version,
+        }
+    }
+
+    fn entries(list: &[(&str, u64)]) -> HashMap<String, Arc<Entry>> {
+        list.iter()
+            .map(|(name, version)| {
+                (
+                    (*name).to_owned(),
+                    Arc::new(Entry {
+                        datasource: datasource(name, *version),
+                        credentials: None,
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reload_reports_changed_and_removed() {
+        let snapshot = Snapshot::default();
+        snapshot.upsert(datasource("a", 1), None);
+        snapshot.upsert(datasource("bb", 1), None);
+        snapshot.upsert(datasource("ccc", 1), None);
+
+        let mut changed = snapshot
+            .replace_if_unchanged(snapshot.generation(), entries(&[("a", 1), ("bb", 2)]))
+            .unwrap();
+
+        changed.sort();
+        let mut expected = vec![datasource("bb", 1).id, datasource("ccc", 1).id];
+        expected.sort();
+        assert_eq!(changed, expected);
+        assert_eq!(snapshot.get("bb").unwrap().datasource.version, 2);
+        assert!(snapshot.get("ccc").is_none());
+    }
+
+    #[test]
+    fn reload_loses_to_direct_update() {
+        let snapshot = Snapshot::default();
+        snapshot.upsert(datasource("a", 1), None);
+        let generation = snapshot.generation();
+
+        snapshot.upsert(datasource("a", 2), None);
+        let result = snapshot.replace_if_unchanged(generation, entries(&[("a", 1)]));
+
+        assert!(result.is_none());
+        assert_eq!(snapshot.get("a").unwrap().datasource.version, 2);
+    }
+
+    #[test]
+    fn rotated_version_updates_summary() {
+        let snapshot = Snapshot::default();
+        let summary = CredentialsSummary {
+            client_id: "client".to_owned(),
+            username: None,
+            secrets_set: Vec::new(),
+            fingerprint: "hmac-sha256:00".to_owned(),
+            version: 3,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        snapshot.upsert(datasource("a", 1), Some(summary));
+
+        snapshot.set_credentials_version(datasource("a", 1).id, 4);
+
+        let entry = snapshot.get("a").unwrap();
+        assert_eq!(entry.credentials.as_ref().unwrap().version, 4);
+    }
+}
