@@ -444,3 +444,58 @@ fn charset_parameter_is_accepted() {
         "ETag {etag:?} is not a quoted entity tag"
     );
 }
+
+#[test]
+fn hanging_exchanges_leave_other_routes_responsive() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "crm-secret");
+    endpoint.set_behaviour(crate::support::Behaviour::Hang);
+    let mut server = Server::start_with(ServerOptions {
+        extra_config: "token_request_timeout_secs = 3600\nshutdown_timeout_secs = 1\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    let names: Vec<String> = (0..8).map(|index| format!("hang-{index}")).collect();
+    for name in &names {
+        server.create_datasource(&bearer_datasource(name, &endpoint.token_url()));
+        server.put_credentials(name, "crm-client", "crm-secret");
+    }
+
+    thread::scope(|scope| {
+        // Eight exchanges, one per data source so that none share a flight,
+        // wait on a token endpoint that never responds.
+        for name in &names {
+            let url = format!("{}/v1/datasources/{name}/authorization", server.base_url());
+            let admin = server.admin().to_owned();
+            scope.spawn(move || {
+                let _ = reqwest::blocking::Client::new()
+                    .post(url)
+                    .bearer_auth(admin)
+                    .send();
+            });
+        }
+        endpoint.wait_for_requests(names.len());
+
+        // Health checks and reads still get through, because the
+        // waiting exchanges hold no worker thread.
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let health = client.get(format!("{}/healthz", server.base_url())).send();
+        assert!(
+            health.is_ok_and(|reply| reply.status().is_success()),
+            "/healthz did not respond"
+        );
+        let list = client
+            .get(format!("{}/v1/datasources", server.base_url()))
+            .bearer_auth(server.admin())
+            .send();
+        assert!(
+            list.is_ok_and(|reply| reply.status().is_success()),
+            "the list did not respond"
+        );
+
+        server.signal("TERM");
+        let _ = server.wait_exit();
+    });
+}

@@ -122,13 +122,19 @@ fn test_route_reports_both_outcomes() {
         !reply.body.contains("diagnostic-token"),
         "the diagnostics show the token"
     );
-    assert!(
-        reply.body.contains("api.read"),
-        "the diagnostics lack the granted scope: {good}"
+    assert_eq!(
+        good["scope"],
+        json!("api.read"),
+        "the granted scope: {good}"
+    );
+    assert_eq!(
+        good["upstream_status"],
+        json!(200),
+        "the upstream status: {good}"
     );
     assert!(
-        reply.body.contains("200"),
-        "the diagnostics lack the upstream status: {good}"
+        good["duration_ms"].is_u64(),
+        "the diagnostics lack the duration: {good}"
     );
 
     endpoint.set_behaviour(Behaviour::Reject {
@@ -144,13 +150,20 @@ fn test_route_reports_both_outcomes() {
     );
     let bad = reply.json();
     assert_eq!(bad["ok"], json!(false), "{bad}");
-    assert!(
-        reply.body.contains("invalid_scope"),
-        "the diagnostics lack the RFC error code: {bad}"
+    assert_eq!(
+        bad["error"],
+        json!("invalid_scope"),
+        "the RFC error code: {bad}"
     );
-    assert!(
-        reply.body.contains("scope api.read is not granted"),
-        "the diagnostics lack the description: {bad}"
+    assert_eq!(
+        bad["error_description"],
+        json!("scope api.read is not granted"),
+        "the provider's description: {bad}"
+    );
+    assert_eq!(
+        bad["upstream_status"],
+        json!(400),
+        "the upstream status: {bad}"
     );
     assert!(!reply.body.contains("crm-secret"));
 }
@@ -229,4 +242,52 @@ fn authorization_without_body_works() {
     );
     assert_eq!(reply.content_type(), "application/json");
     assert_eq!(reply.json()["header"], json!("Authorization"));
+}
+
+#[test]
+fn test_route_keeps_rotated_refresh_token() {
+    let endpoint = TokenEndpoint::start("diagnosed-token");
+    endpoint.add_client("ledger-client", "ledger-secret");
+    endpoint.set_refresh_token("ledger-client", "first-refresh-token");
+    let server = Server::start();
+    let mut body = bearer_datasource("ledger", &endpoint.token_url());
+    body["auth"]["grant_type"] = json!("refresh_token");
+    server.create_datasource(&body);
+    let credentials = json!({
+        "client_id": "ledger-client",
+        "client_secret": "ledger-secret",
+        "refresh_token": "first-refresh-token",
+    });
+    assert_eq!(
+        server
+            .put("/v1/datasources/ledger/credentials", &credentials)
+            .status,
+        204
+    );
+
+    // The diagnostic exchange rotates the refresh token at the provider, so
+    // the service must keep the new one like any other exchange does.
+    let report = server.call(
+        "POST",
+        "/v1/datasources/ledger/test",
+        Some(server.admin()),
+        None,
+    );
+    assert_eq!(report.status, 200, "test failed: {}", report.body);
+    assert_eq!(report.json()["ok"], json!(true), "{}", report.body);
+    assert!(
+        !report.body.contains("diagnosed-token-refresh"),
+        "the diagnostics show the refresh token"
+    );
+
+    let reply = server.authorize("ledger");
+    assert_eq!(
+        reply.status, 200,
+        "the refresh token rotated by the test route was lost: {}",
+        reply.body
+    );
+    assert_eq!(
+        endpoint.requests().last().unwrap().param("refresh_token"),
+        Some("diagnosed-token-refresh-1")
+    );
 }
