@@ -22,7 +22,7 @@ use authcfg_exchange::{
 use authcfg_model::{
     AuthConfig, ClientAuthMethod, Credentials, DataSourceId, GrantType, SecretString,
 };
-use support::{closed_port_url, Reply, TokenServer};
+use support::{closed_port_url, full_backlog_url, Reply, TokenServer};
 
 /// Records persisted refresh tokens and returns the next credentials version.
 #[derive(Default)]
@@ -775,6 +775,27 @@ async fn slow_endpoint_times_out() {
             .metrics()
             .exchanges_with(ExchangeOutcome::Timeout),
         1
+    );
+}
+
+#[tokio::test]
+async fn hanging_connect_times_out() {
+    let (url, _queued, _listener) = full_backlog_url().await;
+    let harness = Harness::with(
+        ExchangeConfig {
+            connect_timeout: Duration::from_millis(300),
+            ..test_config()
+        },
+        RecordingSink::default(),
+    );
+    let auth = AuthConfig::bearer(url, GrantType::ClientCredentials);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    assert!(error.is_timeout(), "{error:?}");
+    assert!(
+        matches!(error, Error::Timeout { after } if after == Duration::from_millis(300)),
+        "{error:?}"
     );
 }
 

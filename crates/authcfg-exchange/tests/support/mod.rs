@@ -208,6 +208,27 @@ impl Drop for TokenServer {
     }
 }
 
+/// Returns a loopback URL whose listener never accepts and whose accept
+/// queue is full, so that a new connection attempt hangs in the handshake.
+/// The returned values keep the listener and the queued connections open.
+pub async fn full_backlog_url() -> (String, Vec<TcpStream>, tokio::net::TcpListener) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // Fill the accept queue. Linux queues backlog + 1 connections; further
+    // attempts time out while their handshake packets are dropped.
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    (format!("http://{addr}/oauth/token"), queued, listener)
+}
+
 /// Returns a loopback URL on which nothing listens.
 pub async fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
