@@ -191,11 +191,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
 
     say(&format!(
-        "interop: {} passed, {} failed ({:.0} s; logs in {})",
-        outcome.passed.len(),
-        outcome.failed.len(),
+        "interop suite took {:.0} s; logs in {}",
         started.elapsed().as_secs_f64(),
         work.display()
+    ));
+    // The count stands alone on its line, in the form CI tools read.
+    say(&format!(
+        "interop: {} passed, {} failed",
+        outcome.passed.len(),
+        outcome.failed.len()
     ));
     if outcome.failed.is_empty() {
         return Ok(());
