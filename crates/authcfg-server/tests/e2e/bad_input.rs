@@ -254,6 +254,14 @@ fn cases() -> Vec<Case> {
             Expect::Pointer("/auth/token_url"),
         ),
         json_case(
+            "patch plain http to a remote host",
+            "PATCH",
+            "/v1/datasources/stable",
+            json!({"auth": {"token_url": "http://login.example.com/token"}}),
+            400,
+            Expect::Pointer("/auth/token_url"),
+        ),
+        json_case(
             "patch wrong type",
             "PATCH",
             "/v1/datasources/stable",

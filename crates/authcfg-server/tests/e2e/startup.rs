@@ -114,3 +114,101 @@ fn unreadable_secret_file_names_variable() {
     );
     assert!(server.get("/v1/datasources/crm-prod").json()["credentials"].is_null());
 }
+
+#[test]
+fn insecure_token_url_needs_opt_in() {
+    // Parsing only: the data source is created and never used, so no
+    // connection to the remote host is ever attempted.
+    let body = json!({
+        "name": "lab",
+        "auth": {
+            "method": "bearer",
+            "token_url": "http://auth.lab.example.com/token",
+            "grant_type": "client_credentials",
+        },
+    });
+
+    let strict = Server::start();
+    let refused = strict.post("/v1/datasources", &body);
+    let problem = assert_problem(&refused, 400);
+    assert!(
+        problem.to_string().contains("allow_insecure_token_url"),
+        "the problem does not name the setting: {problem}"
+    );
+
+    let relaxed = Server::start_with(ServerOptions {
+        extra_config: "allow_insecure_token_url = true\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    let created = relaxed.post("/v1/datasources", &body);
+    assert_eq!(
+        created.status, 201,
+        "the opt-in did not allow plain http: {}",
+        created.body
+    );
+}
+
+#[test]
+fn cli_datasource_create_reaches_server() {
+    let server = Server::start();
+
+    let output = server.cli(
+        &[
+            "datasource",
+            "create",
+            "from-cli",
+            "--method",
+            "basic",
+            "--description",
+            "made by the CLI",
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "datasource create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let refused = server.cli(
+        &[
+            "datasource",
+            "create",
+            "remote-http",
+            "--method",
+            "bearer",
+            "--token-url",
+            "http://login.example.com/token",
+            "--grant-type",
+            "client-credentials",
+        ],
+        &[],
+        None,
+    );
+    let refusal = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "the CLI accepted plain http to a remote host"
+    );
+    assert!(
+        refusal.contains("allow_insecure_token_url"),
+        "the CLI failed for another reason: {refusal}"
+    );
+
+    // The server notices writes of another process within about a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let reply = server.get("/v1/datasources/from-cli");
+        if reply.status == 200 || std::time::Instant::now() >= deadline {
+            break reply;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        reply.status, 200,
+        "the server never saw the data source: {}",
+        reply.body
+    );
+    assert_eq!(reply.json()["description"], json!("made by the CLI"));
+    assert_eq!(server.get("/v1/datasources/remote-http").status, 404);
+}
