@@ -2,7 +2,7 @@
 //! master key and the first admin API token.
 //!
 //! Generated secrets go to files with mode 0600 inside the data directory.
-//! The log says where they are, never what they are.
+//! The log names the files, never their contents.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -156,7 +156,7 @@ pub fn ensure_admin_token(settings: &Settings, store: &Store) -> anyhow::Result<
     let (info, value) = store.create_api_token(FIRST_ADMIN_TOKEN_LABEL, Role::Admin, &[])?;
     let path = settings.admin_token_path();
     if path.exists() {
-        // A leftover file holds a token the store no longer knows; replace it.
+        // A leftover file contains a token that the store no longer has; replace it.
         fs::remove_file(&path)
             .with_context(|| format!("cannot replace the stale {}", path.display()))?;
     }

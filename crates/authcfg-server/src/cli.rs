@@ -112,7 +112,7 @@ pub struct CreateArgs {
     /// OAuth scope, space-separated (bearer).
     #[arg(long)]
     pub scope: Option<String>,
-    /// How the client authenticates at the token endpoint (bearer).
+    /// Client authentication method at the token endpoint (bearer).
     #[arg(long, value_enum)]
     pub client_auth: Option<ClientAuthArg>,
     /// Free text for operators.
@@ -217,7 +217,7 @@ pub enum ApiTokenCommand {
         /// A label, such as the pipeline that uses the token.
         #[arg(long)]
         label: String,
-        /// What the token may do.
+        /// The token's role.
         #[arg(long, value_enum)]
         role: RoleArg,
         /// A data source the consumer token may use; repeat for several.

@@ -2,8 +2,8 @@
 //! overridden by `AUTHCFG_*` environment variables, validated once at start.
 //!
 //! Every key is read and checked here, so that a bad value stops the process
-//! before it binds a port or opens the database, with a message that names
-//! the key, its environment variable, where the value came from and the fix.
+//! before it binds a port or opens the database. The error names the key, its
+//! environment variable, the origin of the value and the fix.
 //! `docs/configuration.md` documents the same keys; [`KEYS`] is the list both
 //! follow.
 
@@ -62,7 +62,7 @@ pub enum ConfigError {
     File {
         /// The file that failed.
         path: PathBuf,
-        /// What the `config` crate reported.
+        /// The `config` crate's error.
         #[source]
         source: config::ConfigError,
     },
@@ -75,7 +75,7 @@ pub enum ConfigError {
     UnknownKey {
         /// The unknown key.
         key: String,
-        /// Where it was set.
+        /// The file that set it.
         origin: String,
         /// The known keys, comma-separated.
         known: String,
@@ -87,9 +87,9 @@ pub enum ConfigError {
         key: &'static str,
         /// Its environment variable, such as `AUTHCFG_BIND`.
         env: String,
-        /// Where the value came from: the file path, the environment or the default.
+        /// The origin of the value: the file path, the environment or the default.
         origin: String,
-        /// What is wrong and how to fix it.
+        /// The problem and its fix.
         detail: String,
     },
 }
@@ -103,7 +103,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the master key comes from.
+/// The source of the master key.
 #[derive(Debug)]
 pub enum MasterKeySource {
     /// The `master_key` passphrase, set in the file or in `AUTHCFG_MASTER_KEY`.
@@ -121,7 +121,7 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Directory of the database, the generated master key and admin token.
     pub data_dir: PathBuf,
-    /// Where the master key comes from.
+    /// The source of the master key.
     pub master_key: MasterKeySource,
     /// Log line format.
     pub log_format: LogFormat,
@@ -382,7 +382,7 @@ impl Settings {
         self.data_dir.join("authcfg.db")
     }
 
-    /// Returns the path of the file that holds the first admin API token.
+    /// Returns the path of the file that contains the first admin API token.
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
     }

@@ -1,9 +1,9 @@
 //! Prometheus metrics: HTTP requests by route and status, and the exchange's
 //! cache and token request counters, rendered in the text exposition format.
 //!
-//! Counting a request takes a read lock and one relaxed atomic add; the write
-//! lock is taken only the first time a route is seen, and routes are the
-//! patterns of the router (or `unmatched`), so the label set stays bounded.
+//! Counting a request takes a read lock and one relaxed atomic add. The write
+//! lock is taken only the first time a route is seen. Routes are the patterns
+//! of the router (or `unmatched`), so the label set stays bounded.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,7 +1,7 @@
 //! RFC 9457 problem details: the one error shape of every HTTP response.
 //!
 //! Each error has two faces. The client gets a safe `application/problem+json`
-//! body with a stable `type` URI, a `detail` that says what to fix and, for
+//! body with a stable `type` URI, a `detail` that explains the fix and, for
 //! validation, an `errors` list of JSON pointers. The log gets the full cause:
 //! 5xx at error level, 4xx at debug level. The `type` URIs are identifiers,
 //! documented in `docs/api.md`; nothing fetches them.
@@ -46,12 +46,12 @@ pub enum ProblemKind {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
-    /// 502: the token endpoint rejected the request or sent an unusable answer.
+    /// 502: the token endpoint rejected the request or sent an unusable response.
     UpstreamError,
     /// 503: the token endpoint is failing and requests are backing off, or
     /// the service is not ready.
     Unavailable,
-    /// 504: the token endpoint did not answer in time.
+    /// 504: the token endpoint did not respond in time.
     UpstreamTimeout,
     /// 500: an internal error; the cause is in the log under the request id.
     Internal,
@@ -120,7 +120,7 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::UpstreamError => "Token endpoint error",
             ProblemKind::Unavailable => "Service unavailable",
-            ProblemKind::UpstreamTimeout => "Token endpoint timeout",
+            ProblemKind::UpstreamTimeout => "Token endpoint timed out",
             ProblemKind::Internal => "Internal error",
         }
     }
@@ -157,7 +157,7 @@ pub struct Problem {
     pub title: String,
     /// The HTTP status code.
     pub status: u16,
-    /// What went wrong in this occurrence and how to fix it.
+    /// The cause of this occurrence and how to fix it.
     pub detail: String,
     /// For validation problems, one entry per invalid field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -194,7 +194,7 @@ struct Details {
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
-/// The token endpoint's answer carried by a 502.
+/// The token endpoint's error response, carried by a 502.
 #[derive(Debug, Clone, Default)]
 struct UpstreamDetail {
     error: Option<String>,
@@ -203,7 +203,7 @@ struct UpstreamDetail {
 }
 
 impl ApiError {
-    /// Creates an error of `kind` whose detail the client sees.
+    /// Creates an error of `kind` with the detail sent to the client.
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             inner: Box::new(Details {
@@ -293,12 +293,12 @@ impl ApiError {
         self.inner.kind
     }
 
-    /// Returns the detail that the client sees.
+    /// Returns the detail sent to the client.
     pub fn detail(&self) -> &str {
         &self.inner.detail
     }
 
-    /// Builds the body that the client sees.
+    /// Builds the body sent to the client.
     pub fn to_problem(&self) -> Problem {
         let upstream = self.inner.upstream.clone().unwrap_or_default();
         Problem {
@@ -382,7 +382,8 @@ impl ResponseError for ApiError {
 /// Builds a problem+json response from a body.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> HttpResponse {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| {
-        // Serializing plain strings and numbers cannot fail; keep a valid body anyway.
+        // `Problem` has only strings, numbers and lists of them, which serde_json
+        // always serializes; the fallback keeps the response valid regardless.
         br#"{"type":"https://authcfg.dev/problems/internal","title":"Internal error","status":500,"detail":"the error could not be serialized"}"#.to_vec()
     });
     HttpResponse::build(status)
@@ -481,7 +482,7 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
         }
         ref other if other.is_timeout() => ApiError::new(
             ProblemKind::UpstreamTimeout,
-            format!("the token endpoint of data source {datasource:?} did not answer in time: {other}"),
+            format!("the token endpoint of data source {datasource:?} timed out: {other}"),
         ),
         ExchangeError::BackingOff {
             retry_after,

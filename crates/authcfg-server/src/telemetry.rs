@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// Header that carries the request id, taken from the request or generated.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Longest request id accepted from a client; a longer one is replaced.
+/// Maximum length of a request id accepted from a client; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The id of the current request, stored in the request extensions.

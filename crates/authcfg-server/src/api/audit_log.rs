@@ -20,6 +20,7 @@ pub struct ListAuditQuery {
     /// Only events of this data source.
     pub datasource: Option<String>,
     /// Maximum number of events, 1 to 500; 50 when left out.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -1,10 +1,10 @@
 //! `POST /v1/datasources/{name}/authorization` (the hot path) and
 //! `POST /v1/datasources/{name}/test` (a forced token request with diagnostics).
 //!
-//! On a cache hit the authorization route does no SQLite work: the API token
-//! is checked in the in-memory index, the data source and its credentials
-//! version come from the snapshot, and the credentials are unsealed only when
-//! the exchange calls the loader on a miss. The audit event goes to the queue.
+//! On a cache hit the authorization route does no SQLite work. The API token
+//! is checked in the in-memory index, and the data source and its credentials
+//! version come from the snapshot. The credentials are unsealed only when the
+//! exchange calls the loader on a miss. The audit event goes to the queue.
 
 use std::time::Duration;
 
@@ -132,17 +132,18 @@ fn no_credentials(name: &str) -> ApiError {
     path = "/v1/datasources/{name}/authorization",
     tag = "authorization",
     params(("name" = String, Path, description = "Data source name")),
-    request_body(content = Option<AuthorizationRequest>, description = "Optional; an empty body takes the defaults"),
+    request_body(content = Option<AuthorizationRequest>, description = "Optional; an empty body or `null` takes the defaults"),
     responses(
         (status = 200, description = "The header", body = AuthorizationResponse),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not use this data source", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Missing credentials; `env_vars` names the variables to set", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The token endpoint rejected the request; `error` and `error_description` are the provider's", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Token requests are backing off after a temporary failure", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The token endpoint did not answer in time", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The token endpoint did not respond in time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_token" = []))
 )]
@@ -155,10 +156,11 @@ pub async fn authorize(
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     caller.require_datasource(&name)?;
+    // An empty body and a JSON `null` both take the defaults.
     let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AuthorizationRequest::default()
     } else {
-        parse_body(&request, &body)?
+        parse_body::<Option<AuthorizationRequest>>(&request, &body)?.unwrap_or_default()
     };
     if options.min_valid_for > MAX_MIN_VALID_FOR_SECS {
         return Err(ApiError::field(

@@ -21,6 +21,7 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Stored"),
         (status = 400, description = "Invalid or malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),

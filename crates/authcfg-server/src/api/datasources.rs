@@ -28,6 +28,7 @@ pub struct DataSourceView {
     #[serde(flatten)]
     pub datasource: DataSource,
     /// What is stored for its credentials; `null` when none are stored.
+    #[schema(required = true)]
     pub credentials: Option<CredentialsSummary>,
 }
 
@@ -46,6 +47,7 @@ pub struct DataSourcePage {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Maximum number of items, 1 to 500; 50 when left out.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -79,6 +81,7 @@ fn view_response(status: actix_web::http::StatusCode, view: &DataSourceView) -> 
     responses(
         (status = 201, description = "Created; `Location` names it, `ETag` is its version", body = DataSourceView),
         (status = 400, description = "Invalid or malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
@@ -227,6 +230,7 @@ pub async fn get_datasource(
     responses(
         (status = 200, description = "The changed data source", body = DataSourceView),
         (status = 400, description = "Invalid or malformed patch", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),

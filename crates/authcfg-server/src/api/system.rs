@@ -9,17 +9,17 @@ use utoipa::ToSchema;
 use crate::problem::{ApiError, Problem, ProblemKind};
 use crate::state::AppState;
 
-/// The liveness answer.
+/// The liveness response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok` when the process answers.
+    /// Always `ok` while the process runs.
     #[schema(example = "ok")]
     pub status: &'static str,
     /// The authcfg version.
     pub version: &'static str,
 }
 
-/// The readiness answer.
+/// The readiness response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// `ready` when every check passed.
@@ -52,7 +52,7 @@ pub async fn healthz() -> HttpResponse {
     tag = "system",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready; `detail` says which check failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready; `detail` names the failed check", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
