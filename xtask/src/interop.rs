@@ -38,7 +38,7 @@ Options:
   --server NAME         run the scenarios of one server only: django or oidc
   --no-fuzz             skip schemathesis
   --fuzz-only           run schemathesis only
-  --fuzz-examples N     test cases per operation and phase (default 100)
+  --fuzz-examples N     test cases per operation and phase (default 150)
   --authcfg PATH        test this authcfg binary instead of building one
   --timeout SECS        kill everything and fail after SECS (default 900)
 ";
@@ -72,7 +72,7 @@ impl Options {
             oidc: true,
             scenarios: true,
             fuzz: true,
-            fuzz_examples: 100,
+            fuzz_examples: 150,
             authcfg: None,
             timeout: DEFAULT_TIMEOUT,
         };
