@@ -139,6 +139,11 @@ pub(crate) fn schema_version(connection: &Connection) -> Result<i64, Error> {
 /// Applies the migrations after the current version up to `target`, in one
 /// immediate transaction, and marks the file as an authcfg store.
 pub(crate) fn migrate_to(connection: &mut Connection, target: i64) -> Result<(), Error> {
+    // An up-to-date file, the usual case, needs no write lock at all.
+    if schema_version(connection)? == target {
+        return Ok(());
+    }
+
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
 
     // The version is read inside the write transaction, so two processes that

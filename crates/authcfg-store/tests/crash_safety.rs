@@ -2,6 +2,11 @@
 //! every write it reported as committed must be present afterwards, and the
 //! file must pass `PRAGMA integrity_check`.
 //!
+//! SIGKILL leaves the operating system's page cache intact, so this test
+//! checks commit ordering and file integrity after a process crash. It cannot
+//! tell `synchronous = FULL` from weaker settings, which differ only after an
+//! operating system crash or power loss.
+//!
 //! This test runs without the libtest harness: the same binary is the parent
 //! and, when `AUTHCFG_CRASH_CHILD` names a store path, the child writer.
 
