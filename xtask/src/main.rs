@@ -4,6 +4,7 @@
 //! argument, so that `cargo xtask` builds quickly and prints its help without
 //! any argument.
 
+mod bench;
 mod codegen;
 mod interop;
 mod release;
@@ -14,6 +15,8 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
+  bench [--smoke]     measure authcfg against a hello-world ceiling with oha
+                      on 127.0.0.1 (`bench --help`)
   codegen [--check]   write docs/models/*.md from the model types; with --check,
                       fail when the committed files are stale
   ci                  run the checks of .ci/run (fmt, clippy, tests, codegen, deny)
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
 
     let result = match command.as_str() {
+        "bench" => bench::run(rest),
         "codegen" => codegen::run(rest),
         "ci" => ci(rest),
         "dist" => release::dist(rest),
