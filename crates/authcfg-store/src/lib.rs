@@ -82,6 +82,12 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+// A store is shared between server workers, so it must stay `Send + Sync`.
+const _: () = {
+    const fn assert_shareable<T: Clone + Send + Sync>() {}
+    assert_shareable::<Store>();
+};
+
 /// The state shared by clones of a [`Store`].
 pub(crate) struct Inner {
     path: PathBuf,
