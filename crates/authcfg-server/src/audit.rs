@@ -1,6 +1,11 @@
 //! The audit queue: handlers hand events to a background writer instead of
 //! writing SQLite on the request path.
 //!
+//! The writer takes every queued event at once and merges identical ones
+//! (same actor, action, data source, outcome and detail) into one row whose
+//! detail carries a `count`. Under load, a burst of headers issued to one
+//! pipeline becomes one row per batch instead of one SQLite write per request.
+//!
 //! The queue is bounded. When it is full (the disk cannot keep up), an event
 //! is dropped, counted in `authcfg_audit_events_dropped_total` and logged at
 //! warn level, so that a slow disk degrades auditing instead of stalling every
@@ -16,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 /// Events that may wait in the queue before new ones are dropped.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
-/// Events written by one blocking call at most.
-const BATCH_SIZE: usize = 256;
+/// Events taken from the queue for one blocking write at most.
+const BATCH_SIZE: usize = 1024;
 
 enum Message {
     Event(NewAuditEvent),
@@ -97,6 +102,38 @@ impl AuditQueue {
     }
 }
 
+/// Merges identical events, keeping the order of first occurrence. A merged
+/// event's detail gets a `count` member with the number of events it stands for.
+fn coalesce(events: Vec<NewAuditEvent>) -> Vec<NewAuditEvent> {
+    let mut merged: Vec<(NewAuditEvent, u64)> = Vec::new();
+    for event in events {
+        match merged.iter_mut().find(|(kept, _)| *kept == event) {
+            Some((_, count)) => *count += 1,
+            None => merged.push((event, 1)),
+        }
+    }
+
+    merged
+        .into_iter()
+        .map(|(mut event, count)| {
+            if count > 1 {
+                let mut detail = match event.detail.take() {
+                    Some(serde_json::Value::Object(map)) => map,
+                    Some(other) => {
+                        let mut map = serde_json::Map::new();
+                        map.insert("detail".to_owned(), other);
+                        map
+                    }
+                    None => serde_json::Map::new(),
+                };
+                detail.insert("count".to_owned(), serde_json::Value::from(count));
+                event.detail = Some(serde_json::Value::Object(detail));
+            }
+            event
+        })
+        .collect()
+}
+
 async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
     while let Some(first) = receiver.recv().await {
         let mut events = Vec::new();
@@ -113,6 +150,7 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>, dropped
         }
 
         if !events.is_empty() {
+            let events = coalesce(events);
             let store = store.clone();
             let failed = tokio::task::spawn_blocking(move || {
                 let mut failed = 0_u64;
@@ -134,5 +172,53 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>, dropped
         for done in flushes {
             let _ = done.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_merges_identical_events() {
+        let issue = event(
+            "tok_a",
+            "authorization.issue",
+            Some("crm"),
+            AuditOutcome::Success,
+            None,
+        );
+        let other = event(
+            "tok_b",
+            "authorization.issue",
+            Some("crm"),
+            AuditOutcome::Success,
+            None,
+        );
+        let failed = event(
+            "tok_a",
+            "authorization.issue",
+            Some("crm"),
+            AuditOutcome::Failure,
+            Some(serde_json::json!({ "upstream_status": 401 })),
+        );
+
+        let merged = coalesce(vec![
+            issue.clone(),
+            other.clone(),
+            issue.clone(),
+            failed.clone(),
+            failed,
+            issue,
+        ]);
+
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0].actor, "tok_a");
+        assert_eq!(merged[0].detail, Some(serde_json::json!({ "count": 3 })));
+        assert_eq!(merged[1], other);
+        assert_eq!(
+            merged[2].detail,
+            Some(serde_json::json!({ "upstream_status": 401, "count": 2 }))
+        );
     }
 }
