@@ -6,6 +6,7 @@
 //! scenario is a function that returns an error on the first failed check;
 //! the runner records it and goes on with the next scenario.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
@@ -54,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) oidc: Option<OidcServer>,
     /// Secrets that no authcfg response and no line of its log may contain.
     pub(crate) secrets: Vec<String>,
+    /// Access tokens that authcfg handed out, which no line of its log may contain.
+    issued: RefCell<Vec<String>>,
     client: Client,
 }
 
@@ -108,7 +111,6 @@ fn bearer(
 }
 
 /// An issued header, as `POST /v1/datasources/{name}/authorization` returns it.
-#[derive(Debug)]
 struct Header {
     value: String,
     scope: Option<String>,
@@ -308,6 +310,7 @@ impl Context {
             dot,
             oidc,
             secrets,
+            issued: RefCell::new(Vec::new()),
             client: Client::new(),
         })
     }
@@ -345,6 +348,9 @@ impl Context {
             value.starts_with("Bearer ") && value.len() > "Bearer ".len(),
             "`value` is not a Bearer header: {value:?}"
         );
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            self.issued.borrow_mut().push(token.to_owned());
+        }
         ensure!(
             body["token_type"]
                 .as_str()
@@ -750,6 +756,10 @@ impl Context {
     }
 
     /// Scenario: authcfg's log contains none of the suite's secrets.
+    ///
+    /// Besides the suite's own secrets it checks every access token that
+    /// authcfg handed out and, for django-oauth-toolkit, every access and
+    /// refresh token in the server's database, rotated ones included.
     fn log_contains_no_secret(&self) -> anyhow::Result<()> {
         let log = std::fs::read_to_string(self.authcfg.log())
             .context("failed to read the authcfg log")?;
@@ -759,6 +769,24 @@ impl Context {
                 "secret number {index} of the suite is in the authcfg log"
             );
         }
+
+        let mut tokens = self.issued.borrow().clone();
+        if let Some(dot) = &self.dot {
+            tokens.extend(dot.issued_tokens()?);
+        }
+        ensure!(
+            !tokens.is_empty(),
+            "no token was issued, so none was checked"
+        );
+        let leaked = tokens
+            .iter()
+            .filter(|token| token.len() >= 16 && log.contains(token.as_str()))
+            .count();
+        ensure!(
+            leaked == 0,
+            "{leaked} of {} issued tokens are in the authcfg log",
+            tokens.len()
+        );
         Ok(())
     }
 }

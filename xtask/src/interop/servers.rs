@@ -175,13 +175,38 @@ impl DotServer {
     /// number of refresh grants it has served: rotation revokes the refresh
     /// token that a refresh grant used, and nothing else revokes one here.
     pub(crate) fn revoked_refresh_tokens(&self) -> anyhow::Result<u64> {
+        let text = self
+            .query("select count(*) from oauth2_provider_refreshtoken where revoked is not null")?;
+        text.trim().parse().with_context(|| {
+            format!(
+                "unexpected count {:?} from the django-oauth-toolkit database",
+                text.trim()
+            )
+        })
+    }
+
+    /// Returns every access and refresh token that the server has issued.
+    pub(crate) fn issued_tokens(&self) -> anyhow::Result<Vec<String>> {
+        let text = self.query(
+            "select token from oauth2_provider_accesstoken \
+             union all select token from oauth2_provider_refreshtoken",
+        )?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// Runs `sql` on the server's SQLite database with the virtual
+    /// environment's Python and returns the rows, one a line, columns joined by
+    /// tabs. Python reads the database so that the suite needs no SQLite
+    /// library of its own.
+    fn query(&self, sql: &str) -> anyhow::Result<String> {
         let code = "import sqlite3, sys\n\
                     db = sqlite3.connect(sys.argv[1])\n\
-                    print(db.execute('select count(*) from oauth2_provider_refreshtoken where revoked is not null').fetchone()[0])\n";
+                    for row in db.execute(sys.argv[2]):\n    print('\\t'.join(map(str, row)))\n";
         let output = Command::new(&self.python)
             .arg("-c")
             .arg(code)
             .arg(self.project.join("db.sqlite3"))
+            .arg(sql)
             .output()
             .context("failed to run Python to read the django-oauth-toolkit database")?;
         anyhow::ensure!(
@@ -189,13 +214,7 @@ impl DotServer {
             "reading the django-oauth-toolkit database failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let text = String::from_utf8_lossy(&output.stdout);
-        text.trim().parse().with_context(|| {
-            format!(
-                "unexpected count {:?} from the django-oauth-toolkit database",
-                text.trim()
-            )
-        })
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 
