@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    basic_datasource, basic_header, bearer_datasource, env_vars, Server, TokenEndpoint,
+    basic_datasource, basic_header, bearer_datasource, env_vars, Server, ServerOptions,
+    TokenEndpoint,
 };
 
 #[test]
@@ -582,5 +583,33 @@ fn if_match_star_and_allow_header() {
     assert!(
         allow.contains("GET") && allow.contains("POST"),
         "405 without a usable Allow header: {allow:?}"
+    );
+}
+
+#[test]
+fn audit_survives_immediate_shutdown() {
+    let mut server = Server::start();
+    server.create_datasource(&basic_datasource("last-words"));
+    server.put_credentials("last-words", "user", "password");
+    assert_eq!(server.authorize("last-words").status, 200);
+
+    // SIGTERM right after the header: the queued audit event must be
+    // written before the process exits.
+    let status = server.terminate();
+    assert!(status.success(), "the server exited with {status}");
+    server.restart_with(ServerOptions::default());
+
+    let reply = server.get("/v1/audit?datasource=last-words");
+    let actions: Vec<String> = reply.json()["items"]
+        .as_array()
+        .expect("an items list")
+        .iter()
+        .filter_map(|event| event["action"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|action| action.contains("authorization")),
+        "the header event was lost at shutdown: {actions:?}"
     );
 }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{assert_problem, Server, ServerOptions};
+use crate::support::{assert_problem, env_vars, Server, ServerOptions};
 
 #[test]
 fn invalid_config_names_key_and_variable() {
@@ -74,7 +74,7 @@ fn colliding_names_are_refused() {
         return;
     }
 
-    let (status, log) = server.restart_expecting_failure();
+    let (status, log) = server.restart_expecting_failure(ServerOptions::default());
     assert!(
         !status.success(),
         "the server started with colliding data source names"
@@ -211,4 +211,46 @@ fn cli_datasource_create_reaches_server() {
     );
     assert_eq!(reply.json()["description"], json!("made by the CLI"));
     assert_eq!(server.get("/v1/datasources/remote-http").status, 404);
+}
+
+#[test]
+fn wrong_master_key_refuses_start() {
+    let right = env_vars(&[("AUTHCFG_MASTER_KEY", "correct horse battery staple e2e")]);
+    let wrong = env_vars(&[("AUTHCFG_MASTER_KEY", "incorrect horse battery staple e2e")]);
+    let mut server = Server::start_with(ServerOptions {
+        env: right.clone(),
+        ..ServerOptions::default()
+    });
+    server.create_datasource(&json!({"name": "kept", "auth": {"method": "basic"}}));
+    assert!(
+        !server.data_dir().join("master.key").exists(),
+        "a key file was generated although a passphrase is configured"
+    );
+    let status = server.terminate();
+    assert!(status.success());
+    let database = server.data_dir().join("authcfg.db");
+    let before = std::fs::read(&database).expect("the database file");
+
+    let (status, log) = server.restart_expecting_failure(ServerOptions {
+        env: wrong,
+        ..ServerOptions::default()
+    });
+
+    assert!(
+        !status.success(),
+        "the server started with a wrong master key"
+    );
+    assert!(
+        log.contains("master key"),
+        "the error does not say what to check: {log}"
+    );
+    assert!(!log.contains("horse battery"), "the log shows a passphrase");
+    let after = std::fs::read(&database).expect("the database file");
+    assert!(before == after, "a refused start changed the database file");
+
+    server.restart_with(ServerOptions {
+        env: right,
+        ..ServerOptions::default()
+    });
+    assert_eq!(server.get("/v1/datasources/kept").status, 200);
 }

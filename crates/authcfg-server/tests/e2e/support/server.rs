@@ -371,14 +371,16 @@ impl Server {
         self.restart_with(options);
     }
 
-    /// Stops the server with SIGTERM and starts it again on the same data
-    /// directory with new options.
+    /// Stops the server with SIGTERM, unless it is stopped already, and
+    /// starts it again on the same data directory with new options.
     pub(crate) fn restart_with(&mut self, options: ServerOptions) {
-        let status = self.terminate();
-        assert!(
-            status.success(),
-            "the server exited with {status} on SIGTERM"
-        );
+        if self.child.is_some() {
+            let status = self.terminate();
+            assert!(
+                status.success(),
+                "the server exited with {status} on SIGTERM"
+            );
+        }
         self.options = options;
         self.spawn();
     }
@@ -438,7 +440,10 @@ impl Server {
     /// Stops the server and starts it again on the same data directory,
     /// where it must refuse to start. Returns the exit status and the log
     /// lines of the failed start.
-    pub(crate) fn restart_expecting_failure(&mut self) -> (ExitStatus, String) {
+    pub(crate) fn restart_expecting_failure(
+        &mut self,
+        options: ServerOptions,
+    ) -> (ExitStatus, String) {
         if self.child.is_some() {
             let status = self.terminate();
             assert!(
@@ -446,6 +451,7 @@ impl Server {
                 "the server exited with {status} on SIGTERM"
             );
         }
+        self.options = options;
         let before = self.log().len();
         let (status, log) = self.expect_failed_launch();
         (status, log[before..].to_owned())
