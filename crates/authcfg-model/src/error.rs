@@ -35,6 +35,15 @@ pub struct ValidationErrors {
 }
 
 impl ValidationErrors {
+    /// Creates a list from problems collected elsewhere; `None` when there are none.
+    pub fn new(errors: Vec<FieldError>) -> Option<Self> {
+        if errors.is_empty() {
+            None
+        } else {
+            Some(Self { errors })
+        }
+    }
+
     /// Creates a list with a single problem.
     pub fn single(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {

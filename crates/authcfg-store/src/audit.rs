@@ -3,7 +3,7 @@
 //! The store rejects details that carry a field named like a secret, as a
 //! second line of defence behind callers that must not put secrets there.
 
-use authcfg_model::{AuditEvent, AuditOutcome, ValidationErrors};
+use authcfg_model::{AuditEvent, AuditOutcome, FieldError, ValidationErrors};
 use rusqlite::params;
 use serde_json::Value;
 
@@ -120,8 +120,12 @@ impl Store {
                 Some(text)
             }
         };
-        if let Some((pointer, detail)) = problems.into_iter().next() {
-            return Err(ValidationErrors::single(pointer, detail).into());
+        let problems = problems
+            .into_iter()
+            .map(|(pointer, detail)| FieldError { pointer, detail })
+            .collect();
+        if let Some(errors) = ValidationErrors::new(problems) {
+            return Err(errors.into());
         }
 
         let connection = self.inner.pool.get()?;

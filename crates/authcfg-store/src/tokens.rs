@@ -4,7 +4,9 @@
 //! password it cannot be guessed from its hash, and the lookup stays cheap on
 //! every request.
 
-use authcfg_model::{validate_datasource_name, ApiTokenInfo, Role, SecretString, ValidationErrors};
+use authcfg_model::{
+    validate_datasource_name, ApiTokenInfo, FieldError, Role, SecretString, ValidationErrors,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
@@ -116,10 +118,12 @@ fn validate_token_request(label: &str, role: Role, datasources: &[String]) -> Re
         }
     }
 
-    // NOTE: ValidationErrors has no public constructor for several problems,
-    // so only the first one is returned; fixing it reveals the next.
-    match problems.into_iter().next() {
-        Some((pointer, detail)) => Err(ValidationErrors::single(pointer, detail).into()),
+    let problems = problems
+        .into_iter()
+        .map(|(pointer, detail)| FieldError { pointer, detail })
+        .collect();
+    match ValidationErrors::new(problems) {
+        Some(errors) => Err(errors.into()),
         None => Ok(()),
     }
 }
