@@ -99,7 +99,7 @@ impl Authcfg {
             )
             .env("AUTHCFG_TOKEN_CONNECT_TIMEOUT_SECS", "2")
             .env("AUTHCFG_TOKEN_REQUEST_TIMEOUT_SECS", "5")
-            .env("AUTHCFG_LOG_LEVEL", "debug")
+            .env("AUTHCFG_LOG_LEVEL", "trace")
             .envs(self.env.iter().map(|(name, value)| (name, value)));
         let mut process = Process::spawn("authcfg serve", command, &self.log)?;
 
