@@ -135,10 +135,10 @@ pub enum Error {
     #[error("failed to load credentials")]
     Load(#[source] SharedError),
 
-    /// Returned when persisting a rotated refresh token failed. The new access
-    /// token is not handed out, because the provider may have revoked the old
-    /// refresh token.
-    #[error("failed to persist the rotated refresh token")]
+    /// Returned when persisting a new refresh token (rotated, or issued to the
+    /// password grant) failed. The new access token is not handed out,
+    /// because the provider may have revoked the old refresh token.
+    #[error("failed to persist the new refresh token")]
     Persist(#[source] SharedError),
 
     /// Returned by [`Exchange::new`](crate::Exchange::new) when the HTTP client

@@ -13,7 +13,7 @@ use crate::basic::basic_token;
 use crate::cache::{join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Slot};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::request::build_token_request;
+use crate::request::{build_refresh_request, build_token_request, TokenRequest};
 use crate::response::{parse_token_response, ResponseParts, MAX_LIFETIME};
 use crate::{
     http, Authorization, AuthorizeRequest, BoxError, Diagnostics, Error, ExchangeConfig,
@@ -64,11 +64,21 @@ enum Step {
 struct Exchanged {
     token: CachedToken,
     /// The credentials version after the request: one higher than before
-    /// (or more) when a rotated refresh token was persisted.
+    /// (or more) when a new refresh token was persisted.
     credentials_version: u64,
     http_status: u16,
     expires_in: Option<u64>,
     rotated: bool,
+}
+
+/// The grants one exchange sent, for [`Diagnostics`].
+#[derive(Debug, Default)]
+struct GrantTrace {
+    /// The `grant_type` of the last token request sent.
+    grant_type: Option<&'static str>,
+    /// True when the endpoint rejected the stored refresh token of a
+    /// `password` data source with `invalid_grant`.
+    refresh_token_rejected: bool,
 }
 
 /// A token ready to cache, with the key it belongs under.
@@ -322,7 +332,8 @@ impl Exchange {
     }
 
     /// Loads the credentials and produces a token: a Basic header, or a bearer
-    /// token from one token request.
+    /// token from one token request, or two when a rejected refresh token
+    /// falls back to the password grant.
     async fn fetch<L, F>(&self, request: &AuthorizeRequest<'_>, load: L) -> Result<Fetched, Error>
     where
         L: FnOnce() -> F + Send,
@@ -342,6 +353,7 @@ impl Exchange {
                         request.auth,
                         credentials,
                         loaded.version,
+                        &mut GrantTrace::default(),
                     )
                     .await?;
                 (exchanged.token, exchanged.credentials_version)
@@ -354,23 +366,86 @@ impl Exchange {
         })
     }
 
-    /// Sends one token request and persists a rotated refresh token.
+    /// Obtains a bearer token from the token endpoint and persists a new
+    /// refresh token.
+    ///
+    /// A `password` data source with a stored refresh token first sends the
+    /// refresh_token grant (RFC 6749 section 6), so that the resource owner's
+    /// password is not sent for every new token. Only when the endpoint
+    /// rejects the refresh token with `invalid_grant` does it send the
+    /// password grant, once. Any other failure is returned as it is, because
+    /// it does not show that the refresh token is invalid.
     async fn exchange_once(
         &self,
         datasource: DataSourceId,
         auth: &AuthConfig,
         credentials: &Credentials,
         credentials_version: u64,
+        trace: &mut GrantTrace,
     ) -> Result<Exchanged, Error> {
-        let inner = &*self.inner;
         auth.validate().map_err(|errors| Error::InvalidConfig {
             reason: errors.to_string(),
         })?;
+
+        let has_refresh_token = credentials
+            .refresh_token
+            .as_ref()
+            .is_some_and(|token| !token.is_empty());
+        if auth.grant_type == Some(GrantType::Password) && has_refresh_token {
+            let refresh_request = build_refresh_request(auth, credentials)?;
+            trace.grant_type = Some(refresh_request.grant_type);
+            let result = self
+                .send_token_request(
+                    datasource,
+                    auth,
+                    credentials,
+                    credentials_version,
+                    &refresh_request,
+                )
+                .await;
+            match result {
+                Err(error) if error.rfc_error_code() == Some("invalid_grant") => {
+                    // NOTE: when the password grant's response carries no
+                    // refresh token, the rejected one stays stored, so each
+                    // later exchange sends it once more before the password grant.
+                    tracing::warn!(
+                        datasource = %datasource,
+                        error = %error,
+                        "the token endpoint rejected the stored refresh token; falling back to the password grant"
+                    );
+                    trace.refresh_token_rejected = true;
+                }
+                result => return result,
+            }
+        }
+
         let token_request = build_token_request(auth, credentials)?;
+        trace.grant_type = Some(token_request.grant_type);
+        self.send_token_request(
+            datasource,
+            auth,
+            credentials,
+            credentials_version,
+            &token_request,
+        )
+        .await
+    }
+
+    /// Sends one token request and persists the refresh token of its response
+    /// when it differs from the stored one.
+    async fn send_token_request(
+        &self,
+        datasource: DataSourceId,
+        auth: &AuthConfig,
+        credentials: &Credentials,
+        credentials_version: u64,
+        token_request: &TokenRequest,
+    ) -> Result<Exchanged, Error> {
+        let inner = &*self.inner;
 
         let started = Instant::now();
         let parsed = async {
-            let response = http::send(&inner.client, &inner.config, &token_request).await?;
+            let response = http::send(&inner.client, &inner.config, token_request).await?;
             let parts = ResponseParts {
                 status: response.status,
                 content_type: response.content_type.as_deref(),
@@ -399,11 +474,13 @@ impl Exchange {
             );
         }
 
-        // Only grants that send the stored refresh token rotate it. A refresh
-        // token issued to another grant has no stored counterpart to replace.
+        // Grants that can renew with a refresh token keep the one the endpoint
+        // issued (RFC 6749 sections 4.3.3 and 6). The client_credentials grant
+        // needs none because the client can always request a new token with
+        // its own credentials, so a refresh token issued to it is ignored.
         let uses_refresh_token = matches!(
             auth.grant_type,
-            Some(GrantType::RefreshToken | GrantType::AuthorizationCode)
+            Some(GrantType::Password | GrantType::RefreshToken | GrantType::AuthorizationCode)
         );
         let mut version = credentials_version;
         let mut rotated = false;
@@ -421,8 +498,9 @@ impl Exchange {
                     Ok(new_version) => {
                         tracing::info!(
                             datasource = %datasource,
+                            grant_type = token_request.grant_type,
                             credentials_version = new_version,
-                            "persisted the rotated refresh token"
+                            "persisted the new refresh token"
                         );
                         version = new_version;
                         rotated = true;
@@ -434,7 +512,7 @@ impl Exchange {
                         tracing::error!(
                             datasource = %datasource,
                             error = %error,
-                            "failed to persist the rotated refresh token; the new access token is discarded"
+                            "failed to persist the new refresh token; the new access token is discarded"
                         );
                         return Err(Error::Persist(Arc::from(error)));
                     }
@@ -452,6 +530,7 @@ impl Exchange {
             .record_exchange(ExchangeOutcome::Success, latency);
         tracing::debug!(
             datasource = %datasource,
+            grant_type = token_request.grant_type,
             http_status,
             expires_in = parsed.expires_in,
             rotated,
@@ -517,7 +596,9 @@ impl Exchange {
     }
 
     /// Sends a token request outside the cache and reports how it went, for
-    /// `POST /test`. A rotated refresh token is persisted. For `basic`, the
+    /// `POST /test`. It sends the same grants as a cache miss, including the
+    /// refresh_token grant first for a `password` data source with a stored
+    /// refresh token, and persists a new refresh token. For `basic`, the
     /// header is built and nothing is sent.
     pub async fn test(&self, request: &TestRequest<'_>) -> Diagnostics {
         let started = Instant::now();
@@ -534,8 +615,11 @@ impl Exchange {
             expires_in: None,
             lifetime_assumed: false,
             refresh_token_rotated: false,
+            grant_type: None,
+            refresh_token_rejected: false,
         };
 
+        let mut trace = GrantTrace::default();
         let result = match request.auth.method {
             AuthMethod::Basic => basic_token(request.credentials),
             AuthMethod::Bearer => self
@@ -544,6 +628,7 @@ impl Exchange {
                     request.auth,
                     request.credentials,
                     request.credentials_version,
+                    &mut trace,
                 )
                 .await
                 .map(|exchanged| {
@@ -554,6 +639,8 @@ impl Exchange {
                 }),
         };
         diagnostics.duration = started.elapsed();
+        diagnostics.grant_type = trace.grant_type;
+        diagnostics.refresh_token_rejected = trace.refresh_token_rejected;
 
         match result {
             Ok(token) => {

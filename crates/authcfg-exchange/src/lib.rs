@@ -4,7 +4,7 @@
 //! request (RFC 6749) and caches the access token per data source, with a
 //! single request in flight per cold key, refresh ahead of expiry, back-off
 //! after failures and persisted refresh token rotation. The crate sends HTTP
-//! but does no SQL: credentials come from a caller-supplied loader and rotated
+//! but does no SQL: credentials come from a caller-supplied loader and new
 //! refresh tokens leave through a [`RefreshTokenSink`].
 //!
 //! ```

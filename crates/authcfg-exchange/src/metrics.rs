@@ -29,7 +29,7 @@ pub enum ExchangeOutcome {
     /// The response could not be used: malformed, too large, a redirect or an
     /// unsupported token type.
     InvalidResponse,
-    /// The token arrived but persisting the rotated refresh token failed.
+    /// The token arrived but persisting the new refresh token failed.
     PersistFailed,
 }
 

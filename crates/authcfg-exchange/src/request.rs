@@ -4,8 +4,8 @@
 //! the exact bytes on the wire are tested without a server.
 
 use authcfg_model::{
-    AuthConfig, AuthMethod, ClientAuthMethod, Credentials, GrantType, SecretString,
-    RESERVED_TOKEN_PARAMS,
+    AuthConfig, AuthMethod, ClientAuthMethod, CredentialField, Credentials, GrantType,
+    SecretString, RESERVED_TOKEN_PARAMS,
 };
 use base64::Engine as _;
 
@@ -15,6 +15,9 @@ use crate::Error;
 pub(crate) struct TokenRequest {
     /// The token endpoint URL.
     pub(crate) url: String,
+    /// The `grant_type` in the body, such as `refresh_token` for an
+    /// `authorization_code` data source.
+    pub(crate) grant_type: &'static str,
     /// The `Authorization` header for `client_secret_basic`; `None` for
     /// `client_secret_post`.
     pub(crate) authorization: Option<SecretString>,
@@ -25,7 +28,7 @@ pub(crate) struct TokenRequest {
     pub(crate) secrets: Vec<SecretString>,
 }
 
-/// Builds the token request for `auth` with `credentials`.
+/// Builds the token request of the grant that `auth` configures, with `credentials`.
 ///
 /// The body holds, in this order: `grant_type`, the grant's own parameters,
 /// `scope` (only when configured), the `token_params`, and for
@@ -33,6 +36,29 @@ pub(crate) struct TokenRequest {
 pub(crate) fn build_token_request(
     auth: &AuthConfig,
     credentials: &Credentials,
+) -> Result<TokenRequest, Error> {
+    build(auth, credentials, None)
+}
+
+/// Builds a refresh_token grant request (RFC 6749 section 6) with the stored
+/// refresh token, whatever grant `auth` configures. A `password` data source
+/// uses it to renew its token without sending the password.
+///
+/// The credentials must still hold what the configured grant needs, so that
+/// a rejected refresh token can fall back to that grant.
+pub(crate) fn build_refresh_request(
+    auth: &AuthConfig,
+    credentials: &Credentials,
+) -> Result<TokenRequest, Error> {
+    build(auth, credentials, Some(GrantType::RefreshToken))
+}
+
+/// Builds a token request for `auth` that sends the grant `send`, or the
+/// configured grant when `send` is `None`.
+fn build(
+    auth: &AuthConfig,
+    credentials: &Credentials,
+    send: Option<GrantType>,
 ) -> Result<TokenRequest, Error> {
     if auth.method != AuthMethod::Bearer {
         return Err(Error::InvalidConfig {
@@ -72,15 +98,17 @@ pub(crate) fn build_token_request(
     if !missing.is_empty() {
         return Err(Error::MissingCredentials { fields: missing });
     }
+    let grant_type = send.unwrap_or(grant_type);
 
     let mut secrets = Vec::new();
     let mut form = form_urlencoded::Serializer::new(String::new());
 
     // authorization_code data sources have no consent flow yet, so they use
     // their stored refresh token like the refresh_token grant.
-    match grant_type {
+    let sent_grant = match grant_type {
         GrantType::ClientCredentials => {
             form.append_pair("grant_type", "client_credentials");
+            "client_credentials"
         }
         GrantType::Password => {
             let (Some(username), Some(password)) = (&credentials.username, &credentials.password)
@@ -93,23 +121,25 @@ pub(crate) fn build_token_request(
             form.append_pair("username", username);
             form.append_pair("password", password.expose_secret());
             secrets.push(password.duplicate());
+            "password"
         }
         GrantType::RefreshToken | GrantType::AuthorizationCode => {
             let Some(refresh_token) = &credentials.refresh_token else {
                 return Err(Error::MissingCredentials {
-                    fields: credentials.missing_for(auth),
+                    fields: vec![CredentialField::RefreshToken],
                 });
             };
             form.append_pair("grant_type", "refresh_token");
             form.append_pair("refresh_token", refresh_token.expose_secret());
             secrets.push(refresh_token.duplicate());
+            "refresh_token"
         }
         GrantType::Implicit => {
             return Err(Error::UnsupportedGrant {
                 grant_type: grant_type.as_str().to_owned(),
             })
         }
-    }
+    };
 
     let scope = auth.scope_tokens();
     if !scope.is_empty() {
@@ -152,6 +182,7 @@ pub(crate) fn build_token_request(
 
     Ok(TokenRequest {
         url: url.to_owned(),
+        grant_type: sent_grant,
         authorization,
         body: SecretString::new(form.finish()),
         secrets,
@@ -277,6 +308,55 @@ mod tests {
                 expected,
                 "grant {grant_type}"
             );
+        }
+    }
+
+    #[test]
+    fn refresh_request_of_password_source_sends_no_password() {
+        let mut auth = bearer(GrantType::Password);
+        auth.scope = Some("read".to_owned());
+        let mut credentials = Credentials::new("demo", "secret");
+        credentials.username = Some("alice".to_owned());
+        credentials.password = Some(SecretString::new("pa ss"));
+        credentials.refresh_token = Some(SecretString::new("rt-1"));
+
+        let refresh = build_refresh_request(&auth, &credentials).unwrap();
+        let password = build_token_request(&auth, &credentials).unwrap();
+
+        assert_eq!(
+            refresh.body.expose_secret(),
+            "grant_type=refresh_token&refresh_token=rt-1&scope=read"
+        );
+        assert_eq!(refresh.grant_type, "refresh_token");
+        assert_eq!(password.grant_type, "password");
+    }
+
+    #[test]
+    fn refresh_request_needs_the_configured_grant_fields() {
+        let mut credentials = Credentials::new("demo", "secret");
+        credentials.refresh_token = Some(SecretString::new("rt-1"));
+        let error = build_refresh_request(&bearer(GrantType::Password), &credentials)
+            .err()
+            .unwrap();
+        match error {
+            Error::MissingCredentials { fields } => assert_eq!(
+                fields,
+                vec![CredentialField::Username, CredentialField::Password]
+            ),
+            other => panic!("unexpected error {other:?}"),
+        }
+
+        let mut credentials = Credentials::new("demo", "secret");
+        credentials.username = Some("alice".to_owned());
+        credentials.password = Some(SecretString::new("pw"));
+        let error = build_refresh_request(&bearer(GrantType::Password), &credentials)
+            .err()
+            .unwrap();
+        match error {
+            Error::MissingCredentials { fields } => {
+                assert_eq!(fields, vec![CredentialField::RefreshToken]);
+            }
+            other => panic!("unexpected error {other:?}"),
         }
     }
 

@@ -1,4 +1,4 @@
-//! The seam through which a rotated refresh token leaves the exchange: the
+//! The seam through which a new refresh token leaves the exchange: the
 //! server implements [`RefreshTokenSink`] with the store.
 
 use std::future::Future;
@@ -8,7 +8,9 @@ use authcfg_model::{DataSourceId, SecretString};
 
 use crate::BoxError;
 
-/// Persists a rotated refresh token. The server implements it with the store.
+/// Persists a new refresh token from a token response: a rotated one, or one
+/// issued to a `password` data source, which renews its later tokens with it.
+/// The server implements it with the store.
 pub trait RefreshTokenSink: Send + Sync {
     /// Stores `token` as the refresh token of `datasource` if its credentials
     /// are still at `expected_credentials_version`, and returns the new
@@ -32,8 +34,10 @@ pub trait RefreshTokenSink: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send + 'a>>;
 }
 
-/// A sink that accepts no rotation, for deployments and tests without
-/// refresh-token grants. Persisting fails, so a rotated token is never lost silently.
+/// A sink that accepts no refresh token, for deployments and tests without
+/// refresh tokens. Persisting fails, so a new refresh token is never lost
+/// silently. With it, a data source whose token endpoint issues refresh
+/// tokens, including to the password grant, gets [`Error::Persist`](crate::Error::Persist).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRotation;
 
@@ -46,7 +50,7 @@ impl RefreshTokenSink for NoRotation {
     ) -> Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send + 'a>> {
         Box::pin(async {
             Err(BoxError::from(
-                "the token endpoint rotated the refresh token but no refresh token sink is configured",
+                "the token endpoint issued a new refresh token but no refresh token sink is configured",
             ))
         })
     }

@@ -60,7 +60,7 @@ pub struct Authorization {
 /// A token request for a connection test, outside the cache.
 #[derive(Debug, Clone, Copy)]
 pub struct TestRequest<'a> {
-    /// The data source, for persisting a rotated refresh token.
+    /// The data source, for persisting a new refresh token.
     pub datasource: DataSourceId,
     /// Its auth config.
     pub auth: &'a AuthConfig,
@@ -95,6 +95,15 @@ pub struct Diagnostics {
     pub expires_in: Option<u64>,
     /// True when the response had no `expires_in`.
     pub lifetime_assumed: bool,
-    /// True when the endpoint rotated the refresh token and the new one was persisted.
+    /// True when the endpoint issued a new refresh token and it was persisted:
+    /// a rotated one, or the first one of a `password` data source.
     pub refresh_token_rotated: bool,
+    /// The `grant_type` of the last token request sent, or `None` when nothing
+    /// was sent. It is `refresh_token` when a `password` or
+    /// `authorization_code` data source used its stored refresh token.
+    pub grant_type: Option<&'static str>,
+    /// True when the endpoint rejected the stored refresh token of a
+    /// `password` data source with `invalid_grant` and the password grant
+    /// was sent instead.
+    pub refresh_token_rejected: bool,
 }

@@ -725,6 +725,324 @@ async fn failed_persist_withholds_the_token() {
     assert_eq!(server.count(), 2);
 }
 
+// The password grant with a refresh token.
+
+/// The exact body of the password grant for [`password_credentials`].
+const PASSWORD_BODY: &str = "grant_type=password&username=alice&password=p%26ss";
+
+/// Returns a constructor of `password` data source credentials, with a stored
+/// refresh token when `refresh_token` is set.
+fn password_credentials(
+    refresh_token: Option<&'static str>,
+) -> impl FnOnce() -> Credentials + Send + 'static {
+    move || {
+        let mut credentials = Credentials::new("demo", "secret");
+        credentials.username = Some("alice".to_owned());
+        credentials.password = Some(SecretString::new("p&ss"));
+        credentials.refresh_token = refresh_token.map(SecretString::new);
+        credentials
+    }
+}
+
+/// Returns a token reply that carries a refresh token.
+fn token_with_refresh(access_token: &str, refresh_token: &str) -> Reply {
+    Reply::json(
+        200,
+        &format!(
+            r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600,"refresh_token":"{refresh_token}"}}"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn password_grant_persists_its_refresh_token() {
+    let server = TokenServer::start(token_with_refresh("at-1", "rt-1")).await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+    let first = harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, password_credentials(None)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(first.value.expose_secret(), "Bearer at-1");
+    assert_eq!(server.last().body, PASSWORD_BODY);
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![(datasource(), 1, "rt-1".to_owned())]
+    );
+
+    // The token is cached under the credentials version that the persisted
+    // refresh token created.
+    let second = harness
+        .exchange
+        .authorize(
+            &request(&auth, 2),
+            harness.load_with(2, password_credentials(Some("rt-1"))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.value.expose_secret(), "Bearer at-1");
+    assert_eq!(server.count(), 1);
+    assert_eq!(harness.loads(), 1);
+}
+
+#[tokio::test]
+async fn password_grant_failed_persist_withholds_the_token() {
+    let server = TokenServer::start(token_with_refresh("at-1", "rt-1")).await;
+    let harness = Harness::with(
+        test_config(),
+        RecordingSink {
+            fail: true,
+            ..RecordingSink::default()
+        },
+    );
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+    let error = harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, password_credentials(None)),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, Error::Persist(_)), "{error:?}");
+    assert!(!format!("{error:?}").contains("at-1"), "{error:?}");
+    assert_eq!(
+        harness
+            .exchange
+            .metrics()
+            .exchanges_with(ExchangeOutcome::PersistFailed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn password_source_renews_with_refresh_grant() {
+    let server = TokenServer::start(Reply::json(500, "{}")).await;
+    server.push(token_with_refresh("at-1", "rt-1"));
+    server.push(token_with_refresh("at-2", "rt-2"));
+    server.push(Reply::token("at-3", 3600));
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+    // No refresh token is stored yet: the password grant.
+    let first = harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, password_credentials(None)),
+        )
+        .await
+        .unwrap();
+
+    // After expiry, the stored refresh token renews the token, and the
+    // rotated one is persisted.
+    harness.clock.advance(Duration::from_secs(3600));
+    let second = harness
+        .exchange
+        .authorize(
+            &request(&auth, 2),
+            harness.load_with(2, password_credentials(Some("rt-1"))),
+        )
+        .await
+        .unwrap();
+
+    // A response without a refresh token keeps the stored one.
+    harness.clock.advance(Duration::from_secs(3600));
+    let third = harness
+        .exchange
+        .authorize(
+            &request(&auth, 3),
+            harness.load_with(3, password_credentials(Some("rt-2"))),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(first.value.expose_secret(), "Bearer at-1");
+    assert_eq!(second.value.expose_secret(), "Bearer at-2");
+    assert_eq!(third.value.expose_secret(), "Bearer at-3");
+    let requests = server.requests();
+    let bodies: Vec<&str> = requests
+        .iter()
+        .map(|recorded| recorded.body.as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            PASSWORD_BODY,
+            "grant_type=refresh_token&refresh_token=rt-1",
+            "grant_type=refresh_token&refresh_token=rt-2",
+        ]
+    );
+    assert_eq!(
+        requests[1].header("authorization"),
+        Some("Basic ZGVtbzpzZWNyZXQ=")
+    );
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![
+            (datasource(), 1, "rt-1".to_owned()),
+            (datasource(), 2, "rt-2".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rejected_refresh_token_falls_back_to_password() {
+    let server = TokenServer::start(Reply::json(500, "{}")).await;
+    server.push(Reply::json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+    ));
+    server.push(token_with_refresh("at-2", "rt-new"));
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+    let authorization = harness
+        .exchange
+        .authorize(
+            &request(&auth, 3),
+            harness.load_with(3, password_credentials(Some("rt-old"))),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(authorization.value.expose_secret(), "Bearer at-2");
+    let bodies: Vec<String> = server
+        .requests()
+        .into_iter()
+        .map(|recorded| recorded.body)
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            "grant_type=refresh_token&refresh_token=rt-old".to_owned(),
+            PASSWORD_BODY.to_owned(),
+        ]
+    );
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![(datasource(), 3, "rt-new".to_owned())]
+    );
+    let metrics = harness.exchange.metrics();
+    assert_eq!(metrics.exchanges_with(ExchangeOutcome::Rejected), 1);
+    assert_eq!(metrics.exchanges_with(ExchangeOutcome::Success), 1);
+
+    // The token is cached under the new credentials version.
+    harness
+        .exchange
+        .authorize(
+            &request(&auth, 4),
+            harness.load_with(4, password_credentials(Some("rt-new"))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(server.count(), 2);
+    assert_eq!(harness.loads(), 1);
+}
+
+#[tokio::test]
+async fn fallback_password_failure_is_returned() {
+    let server = TokenServer::start(Reply::json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#,
+    ))
+    .await;
+    server.push(Reply::json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#,
+    ));
+    server.push(Reply::json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"wrong password"}"#,
+    ));
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+    let error = harness
+        .exchange
+        .authorize(
+            &request(&auth, 1),
+            harness.load_with(1, password_credentials(Some("rt-old"))),
+        )
+        .await
+        .unwrap_err();
+
+    // The password grant is sent once, and its error is the one returned.
+    assert_eq!(server.count(), 2);
+    assert_eq!(server.last().body, PASSWORD_BODY);
+    assert!(
+        matches!(&error, Error::Upstream { description: Some(text), .. } if text == "wrong password"),
+        "{error:?}"
+    );
+    assert!(harness.sink.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn other_refresh_errors_skip_fallback() {
+    let cases = [
+        (
+            Reply::json(500, "<html>down</html>").content_type("text/html"),
+            None,
+        ),
+        (
+            Reply::json(503, r#"{"error":"temporarily_unavailable"}"#),
+            Some("temporarily_unavailable"),
+        ),
+        (
+            Reply::json(401, r#"{"error":"invalid_client"}"#),
+            Some("invalid_client"),
+        ),
+    ];
+    for (reply, code) in cases {
+        let status = reply.status;
+        let server = TokenServer::start(reply).await;
+        let harness = Harness::new();
+        let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+
+        let error = harness
+            .exchange
+            .authorize(
+                &request(&auth, 1),
+                harness.load_with(1, password_credentials(Some("rt-1"))),
+            )
+            .await
+            .unwrap_err();
+
+        assert_eq!(error.upstream_status(), Some(status), "status {status}");
+        assert_eq!(error.rfc_error_code(), code, "status {status}");
+        assert_eq!(server.count(), 1, "status {status}");
+        assert_eq!(
+            server.last().body,
+            "grant_type=refresh_token&refresh_token=rt-1",
+            "status {status}"
+        );
+        assert!(
+            harness.sink.calls.lock().unwrap().is_empty(),
+            "status {status}"
+        );
+
+        // The failure backs off: the next caller sends neither grant.
+        let retry = harness
+            .exchange
+            .authorize(
+                &request(&auth, 1),
+                harness.load_with(1, password_credentials(Some("rt-1"))),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(retry, Error::BackingOff { .. }), "{retry:?}");
+        assert_eq!(server.count(), 1, "status {status}");
+    }
+}
+
 // HTTP failures.
 
 #[tokio::test]
@@ -1243,6 +1561,7 @@ async fn test_reports_success_without_token() {
     assert_eq!(diagnostics.expires_in, Some(3599));
     assert_eq!(diagnostics.scope.as_deref(), Some("read"));
     assert_eq!(diagnostics.token_type.as_deref(), Some("Bearer"));
+    assert_eq!(diagnostics.grant_type, Some("client_credentials"));
     assert_eq!(diagnostics.error, None);
     assert!(!format!("{diagnostics:?}").contains("at-secret-value"));
 }
@@ -1363,9 +1682,63 @@ async fn test_persists_rotated_refresh_token() {
 
     assert!(diagnostics.ok, "{diagnostics:?}");
     assert!(diagnostics.refresh_token_rotated);
+    assert_eq!(diagnostics.grant_type, Some("refresh_token"));
     assert_eq!(
         *harness.sink.calls.lock().unwrap(),
         vec![(datasource(), 7, "rt-2".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn test_reports_grant_of_password_source() {
+    let server = TokenServer::start(Reply::json(500, "{}")).await;
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer(server.url(), GrantType::Password);
+    let test = |credentials| {
+        let harness = &harness;
+        let auth = &auth;
+        async move {
+            harness
+                .exchange
+                .test(&TestRequest {
+                    datasource: datasource(),
+                    auth,
+                    credentials: &credentials,
+                    credentials_version: 1,
+                })
+                .await
+        }
+    };
+
+    // The stored refresh token works: the refresh_token grant.
+    server.push(Reply::token("at-1", 60));
+    let refreshed = test(password_credentials(Some("rt-1"))()).await;
+    assert!(refreshed.ok, "{refreshed:?}");
+    assert_eq!(refreshed.grant_type, Some("refresh_token"));
+    assert!(!refreshed.refresh_token_rejected);
+    assert!(!refreshed.refresh_token_rotated);
+
+    // The stored refresh token is rejected: the password grant instead.
+    server.push(Reply::json(400, r#"{"error":"invalid_grant"}"#));
+    server.push(token_with_refresh("at-2", "rt-2"));
+    let fell_back = test(password_credentials(Some("rt-1"))()).await;
+    assert!(fell_back.ok, "{fell_back:?}");
+    assert_eq!(fell_back.grant_type, Some("password"));
+    assert!(fell_back.refresh_token_rejected);
+    assert!(fell_back.refresh_token_rotated);
+    assert_eq!(fell_back.http_status, Some(200));
+
+    // A transient failure of the refresh is reported as it is.
+    let failed = test(password_credentials(Some("rt-2"))()).await;
+    assert!(!failed.ok, "{failed:?}");
+    assert_eq!(failed.grant_type, Some("refresh_token"));
+    assert!(!failed.refresh_token_rejected);
+    assert_eq!(failed.http_status, Some(500));
+
+    assert_eq!(server.count(), 4);
+    assert_eq!(
+        *harness.sink.calls.lock().unwrap(),
+        vec![(datasource(), 1, "rt-2".to_owned())]
     );
 }
 
@@ -1387,6 +1760,7 @@ async fn test_of_basic_sends_nothing() {
 
     assert!(diagnostics.ok);
     assert_eq!(diagnostics.token_type.as_deref(), Some("Basic"));
+    assert_eq!(diagnostics.grant_type, None);
     assert_eq!(diagnostics.http_status, None);
     assert_eq!(harness.exchange.metrics().exchanges_total(), 0);
 }
