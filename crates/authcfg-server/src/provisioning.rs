@@ -23,13 +23,13 @@
 //! scope = "api.read"
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use authcfg_model::{parse_json, CreateDataSource, DataSource, DataSourceId};
 use authcfg_store::Store;
 
-use crate::env_import::env_var_name;
+use crate::env_import::{env_var_name, env_var_prefix};
 
 /// Number of data sources read from the store per page.
 const PAGE_SIZE: usize = 500;
@@ -150,6 +150,11 @@ pub fn apply_provisioning_with(
     let mut report = ProvisionReport::default();
 
     let existing = list_all_datasources(store)?;
+    check_prefixes(&file, &existing).map_err(|problems| ProvisionError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })?;
+
     for desired in &file.datasources {
         let Some(current) = existing.iter().find(|ds| ds.name == desired.name) else {
             store.create_datasource(desired)?;
@@ -187,6 +192,37 @@ pub fn apply_provisioning_with(
     }
 
     Ok(report)
+}
+
+/// Rejects a file after which two data sources would read the same
+/// `AUTHCFG_DS_*` variables, such as `crm-prod` and `crm_prod`, because the
+/// credentials import at the next start would fail on them.
+fn check_prefixes(file: &ProvisioningFile, existing: &[DataSource]) -> Result<(), Vec<String>> {
+    let declared: BTreeSet<&str> = file.datasources.iter().map(|ds| ds.name.as_str()).collect();
+    let kept = existing
+        .iter()
+        .map(|ds| ds.name.as_str())
+        .filter(|name| !file.prune && !declared.contains(name));
+
+    let mut by_prefix: BTreeMap<String, &str> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for name in declared.iter().copied().chain(kept) {
+        let prefix = env_var_prefix(name);
+        if let Some(other) = by_prefix.get(&prefix) {
+            problems.push(format!(
+                "data sources {other:?} and {name:?} would both read variables starting with \
+                 {prefix}: rename one of them"
+            ));
+            continue;
+        }
+        by_prefix.insert(prefix, name);
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// Reads, parses and checks the whole file.
@@ -624,6 +660,33 @@ auth = { method = "basic" }
                 "an invalid file created data sources"
             );
         }
+    }
+
+    #[test]
+    fn colliding_prefixes_are_rejected() {
+        let (dir, store) = open_store();
+        store
+            .create_datasource(&CreateDataSource {
+                name: "crm-prod".to_owned(),
+                description: None,
+                base_url: None,
+                auth: AuthConfig::basic(),
+            })
+            .unwrap();
+        let colliding = "[[datasources]]\nname = \"crm_prod\"\nauth = { method = \"basic\" }\n";
+
+        let error = apply_provisioning(&store, &write(&dir, colliding)).unwrap_err();
+
+        let message = error.to_string();
+        assert!(matches!(error, ProvisionError::Invalid { .. }), "{message}");
+        assert!(message.contains("AUTHCFG_DS_CRM_PROD_"), "{message}");
+        assert_eq!(names(&store), ["crm-prod"]);
+
+        // With prune, the old name goes, so the new one is free.
+        let pruning = format!("prune = true\n{colliding}");
+        let report = apply_provisioning(&store, &write(&dir, &pruning)).unwrap();
+        assert_eq!(report.created, ["crm_prod"]);
+        assert_eq!(report.deleted, ["crm-prod"]);
     }
 
     #[test]
