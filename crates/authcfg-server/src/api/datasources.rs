@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{blocking, check_if_match, etag, parse_body};
 use crate::access::Caller;
 use crate::audit;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, Problem, ProblemKind};
 use crate::state::AppState;
 use crate::token_url::check_token_url;
 
@@ -20,6 +20,8 @@ use crate::token_url::check_token_url;
 const DEFAULT_LIMIT: usize = 50;
 /// Largest accepted `limit`.
 const MAX_LIMIT: usize = 500;
+/// Attempts of an unconditional patch that races with other updates.
+const MAX_UPDATE_ATTEMPTS: u32 = 5;
 
 /// A data source with a summary of its credentials, which never holds a secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -249,26 +251,44 @@ pub async fn update_datasource(
     caller.require_admin()?;
     let patch: UpdateDataSource = parse_body(&request, &body)?;
 
-    let store = state.store.clone();
-    let lookup = name.clone();
-    let current = blocking(move || store.get_datasource(&lookup)).await?;
-    check_if_match(&request, current.version)?;
-    let next = patch.apply(&current).map_err(ApiError::validation)?;
-    let token_url_changed = next.auth.token_url != current.auth.token_url;
-    if let (true, Some(token_url)) = (token_url_changed, &next.auth.token_url) {
-        check_token_url(token_url, state.settings.allow_insecure_token_url)
-            .map_err(|detail| ApiError::field("/auth/token_url", detail))?;
-    }
+    // Without If-Match the client asked for an unconditional change, so a
+    // concurrent update is retried on the new version instead of failing.
+    let conditional = request.headers().contains_key(header::IF_MATCH);
+    let mut attempt = 0;
+    let (updated, credentials) = loop {
+        attempt += 1;
 
-    let store = state.store.clone();
-    let expected = current.version;
-    let lookup = name.clone();
-    let (updated, credentials) = blocking(move || {
-        let updated = store.update_datasource(&next, expected)?;
-        let credentials = store.credentials_summary(&lookup)?;
-        Ok((updated, credentials))
-    })
-    .await?;
+        let store = state.store.clone();
+        let lookup = name.clone();
+        let current = blocking(move || store.get_datasource(&lookup)).await?;
+        check_if_match(&request, current.version)?;
+        let next = patch.apply(&current).map_err(ApiError::validation)?;
+        let token_url_changed = next.auth.token_url != current.auth.token_url;
+        if let (true, Some(token_url)) = (token_url_changed, &next.auth.token_url) {
+            check_token_url(token_url, state.settings.allow_insecure_token_url)
+                .map_err(|detail| ApiError::field("/auth/token_url", detail))?;
+        }
+
+        let store = state.store.clone();
+        let expected = current.version;
+        let lookup = name.clone();
+        let result = blocking(move || {
+            let updated = store.update_datasource(&next, expected)?;
+            let credentials = store.credentials_summary(&lookup)?;
+            Ok((updated, credentials))
+        })
+        .await;
+        match result {
+            Err(error)
+                if !conditional
+                    && error.kind() == ProblemKind::PreconditionFailed
+                    && attempt < MAX_UPDATE_ATTEMPTS =>
+            {
+                tracing::debug!(datasource = %name, attempt, "data source changed concurrently; applying the patch again");
+            }
+            other => break other?,
+        }
+    };
 
     state.snapshot.upsert(updated.clone(), credentials.clone());
     state.exchange.invalidate(updated.id);
