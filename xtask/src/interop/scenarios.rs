@@ -554,6 +554,29 @@ impl Context {
             problem["status"], problem["detail"]
         ));
 
+        // The diagnostics name the failure without an upstream status.
+        let response = self.authcfg.test(name)?;
+        self.check_no_secret("test", &response)?;
+        ensure!(
+            response.status == 200,
+            "test of {name} with the server stopped returned {}: {}",
+            response.status,
+            response.body
+        );
+        let report = response.json()?;
+        ensure!(
+            report["ok"] == false,
+            "test of {name} with the server stopped is ok: {report}"
+        );
+        ensure!(
+            report["upstream_status"].is_null(),
+            "test of {name} with the server stopped has an upstream status: {report}"
+        );
+        ensure!(
+            report["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "test of {name} with the server stopped has no message: {report}"
+        );
+
         self.oidc
             .as_mut()
             .context("oidc-provider is not part of this run")?
