@@ -206,9 +206,9 @@ impl Settings {
             builder = builder.add_source(source);
         }
 
-        // Only the variables of known keys are passed on: the AUTHCFG_DS_*
-        // variables carry data source credentials, which must not enter the
-        // configuration map.
+        // Only the variables of known keys are passed on, because the
+        // AUTHCFG_DS_* variables carry data source credentials, which must not
+        // enter the configuration map. An empty variable counts as unset.
         let env_map: config::Map<String, String> = vars
             .iter()
             .filter(|(name, _)| {
@@ -220,6 +220,7 @@ impl Settings {
         builder = builder.add_source(
             Environment::with_prefix("AUTHCFG")
                 .prefix_separator("_")
+                .ignore_empty(true)
                 .source(Some(env_map)),
         );
 
@@ -510,6 +511,14 @@ mod tests {
 
         assert_eq!(settings.bind, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn empty_variable_counts_as_unset() {
+        let settings = load_env(&[("AUTHCFG_MASTER_KEY_FILE", ""), ("AUTHCFG_BIND", "")]).unwrap();
+
+        assert!(matches!(settings.master_key, MasterKeySource::Generated(_)));
+        assert_eq!(settings.bind, "127.0.0.1:8080".parse().unwrap());
     }
 
     #[test]
