@@ -385,9 +385,16 @@ fn find_secret_key(value: &toml::Value, at: &str, path: &Path) -> Result<(), Pro
 /// Says where a secret belongs, naming the environment variable when the
 /// entry's name and the field are known.
 fn secret_hint(entry: &toml::Value, key: &str) -> String {
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    if key.contains("master_key") || key.contains("passphrase") {
+        return "the master key belongs in the master_key_file setting \
+                (AUTHCFG_MASTER_KEY_FILE), never in a file of data sources"
+            .to_owned();
+    }
+
     let field = authcfg_model::CredentialField::ALL
         .into_iter()
-        .find(|field| field.as_str() == key.to_ascii_lowercase());
+        .find(|field| field.as_str() == key);
     match (entry.get("name").and_then(toml::Value::as_str), field) {
         (Some(name), Some(field)) => format!(
             "provide it through {} (or {}_FILE) or PUT /v1/datasources/{name}/credentials",
@@ -581,7 +588,7 @@ auth = { method = "basic" }
                 "datasources[0].auth.token_params.x-api-key",
                 "AUTHCFG_DS_",
             ),
-            ("master_key = \"mk-value\"\n", "master_key", "AUTHCFG_DS_"),
+            ("master_key = \"mk-value\"\n", "master_key", "AUTHCFG_MASTER_KEY_FILE"),
         ];
 
         for (text, key, hint) in cases {
