@@ -40,7 +40,7 @@ const PAGE_SIZE: usize = 500;
 /// `AUTHCFG_DS_CRM_PROD_`.
 ///
 /// ASCII letters and digits are upper-cased and every other character becomes
-/// `_`, so `crm-prod` and `crm_prod` share a prefix; [`import_env`] rejects
+/// `_`, so `crm-prod` and `crm_prod` share a prefix. [`import_env`] rejects
 /// such a pair.
 pub fn env_var_prefix(datasource_name: &str) -> String {
     format!("{ENV_PREFIX}{}_", name_key(datasource_name))
@@ -202,7 +202,7 @@ pub fn import_env(store: &Store, vars: &[(String, String)]) -> Result<ImportRepo
     // Write the changed credentials.
     // NOTE: `put_credentials` takes no expected version, so a refresh token
     // that a running server rotates between the read above and this write
-    // is overwritten with the one read; the window is one store call wide.
+    // is overwritten with the one read. The window is one store call wide.
     for (datasource, credentials) in &writes {
         let summary = store.put_credentials(&datasource.name, credentials)?;
         report.changed.push(ChangedDataSource {

@@ -122,7 +122,7 @@ struct ProvisioningFile {
 }
 
 /// Applies the provisioning file at `path` with the default options, which
-/// refuse plain `http` token URLs to hosts other than loopback.
+/// reject plain `http` token URLs to hosts other than loopback.
 ///
 /// # Errors
 ///
