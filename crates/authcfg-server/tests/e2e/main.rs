@@ -18,6 +18,7 @@ mod behaviour;
 mod canary;
 mod errors;
 mod flow;
+mod grants;
 mod keys;
 mod provisioning;
 mod shutdown;
