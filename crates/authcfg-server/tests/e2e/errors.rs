@@ -64,13 +64,20 @@ fn upstream_invalid_client_is_bad_gateway() {
 
     let problem = assert_problem(&reply, 502);
     let text = problem.to_string();
-    assert!(
-        text.contains("invalid_client"),
-        "the problem lacks the RFC error code: {problem}"
+    assert_eq!(
+        problem["error"],
+        json!("invalid_client"),
+        "the RFC error code: {problem}"
     );
-    assert!(
-        text.contains("client authentication failed"),
-        "the problem lacks the provider's description: {problem}"
+    assert_eq!(
+        problem["error_description"],
+        json!("client authentication failed"),
+        "the provider's description: {problem}"
+    );
+    assert_eq!(
+        problem["upstream_status"],
+        json!(401),
+        "the upstream status: {problem}"
     );
     assert!(
         !text.contains("a-wrong-secret"),
@@ -290,4 +297,78 @@ fn test_route_keeps_rotated_refresh_token() {
         endpoint.requests().last().unwrap().param("refresh_token"),
         Some("diagnosed-token-refresh-1")
     );
+}
+
+#[test]
+fn cached_token_survives_failed_refresh() {
+    let endpoint = TokenEndpoint::start("durable-token");
+    endpoint.add_client("crm-client", "crm-secret");
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+    assert_eq!(
+        server.authorize("crm-prod").json()["value"],
+        json!("Bearer durable-token-1")
+    );
+
+    // The provider goes down; a forced refresh fails, but the token it
+    // issued an hour's lifetime ago is still valid and is served meanwhile.
+    endpoint.set_behaviour(Behaviour::Reject {
+        status: 503,
+        error: "temporarily_unavailable".to_owned(),
+        description: "maintenance window".to_owned(),
+    });
+    let forced = server.call(
+        "POST",
+        "/v1/datasources/crm-prod/authorization",
+        Some(server.admin()),
+        Some(&json!({"force_refresh": true})),
+    );
+    assert!(
+        forced.status >= 500,
+        "a failed forced refresh returned {}",
+        forced.status
+    );
+    assert_problem(&forced, forced.status);
+
+    let reply = server.authorize("crm-prod");
+    assert_eq!(
+        reply.status, 200,
+        "the valid cached token was dropped: {}",
+        reply.body
+    );
+    assert_eq!(reply.json()["value"], json!("Bearer durable-token-1"));
+}
+
+#[test]
+fn repeated_upstream_failure_backs_off() {
+    let endpoint = TokenEndpoint::start("never-issued");
+    endpoint.add_client("crm-client", "crm-secret");
+    endpoint.set_behaviour(Behaviour::Reject {
+        status: 503,
+        error: "temporarily_unavailable".to_owned(),
+        description: "maintenance window".to_owned(),
+    });
+    let server = Server::start();
+    server.create_datasource(&bearer_datasource("crm-prod", &endpoint.token_url()));
+    server.put_credentials("crm-prod", "crm-client", "crm-secret");
+
+    // A burst of callers after a transient failure must not each reach the
+    // broken provider: the failure backs off.
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| server.authorize("crm-prod").status)
+        .collect();
+
+    assert!(statuses.iter().all(|status| *status >= 500), "{statuses:?}");
+    assert!(
+        endpoint.requests().len() < 10,
+        "every caller reached the broken provider: {statuses:?}"
+    );
+    for reply in server.replies().iter().filter(|reply| reply.status == 503) {
+        assert!(
+            reply.header("retry-after").is_some(),
+            "a 503 without Retry-After: {}",
+            reply.body
+        );
+    }
 }
