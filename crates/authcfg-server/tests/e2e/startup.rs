@@ -254,3 +254,30 @@ fn wrong_master_key_refuses_start() {
     });
     assert_eq!(server.get("/v1/datasources/kept").status, 200);
 }
+
+#[test]
+fn invalid_env_credentials_stop_start() {
+    let mut server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+
+    let (status, log) = server.restart_expecting_failure(ServerOptions {
+        env: env_vars(&[
+            ("AUTHCFG_DS_CRM_PROD_CLIENT_ID", "crm-client"),
+            ("AUTHCFG_DS_CRM_PROD_CLIENT_SECRET", "pasted-secret-value\t"),
+        ]),
+        ..ServerOptions::default()
+    });
+
+    assert!(
+        !status.success(),
+        "the server started with an invalid secret variable"
+    );
+    assert!(
+        log.contains("AUTHCFG_DS_CRM_PROD_CLIENT_SECRET"),
+        "the error does not name the variable: {log}"
+    );
+    assert!(
+        !log.contains("pasted-secret-value"),
+        "the log shows the value"
+    );
+}
