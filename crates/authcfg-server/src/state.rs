@@ -39,6 +39,9 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     /// The audit queue.
     pub audit: AuditQueue,
+    /// The store's change counter read before the snapshot and the token
+    /// index were first loaded.
+    loaded_change_counter: u64,
 }
 
 /// Persists refresh tokens that the provider rotated, and records the new
@@ -119,6 +122,7 @@ impl AppState {
         store: Store,
     ) -> anyhow::Result<(Self, impl Future<Output = ()>)> {
         let (audit, writer) = AuditQueue::new(store.clone());
+        let loaded_change_counter = store.change_counter()?;
 
         let snapshot = Arc::new(Snapshot::default());
         let generation = snapshot.generation();
@@ -138,80 +142,113 @@ impl AppState {
             snapshot,
             http_metrics: HttpMetrics::default(),
             audit,
+            loaded_change_counter,
         };
         Ok((state, writer))
     }
 
-    /// Reloads the token index and the snapshot when the store changed, and
-    /// invalidates the cached tokens of data sources that changed.
-    ///
-    /// `seen` is the change counter of the last reload; returns the new one.
-    pub async fn refresh_if_changed(&self, seen: Option<u64>) -> Option<u64> {
+    /// Reads the store's change counter, or logs why it cannot.
+    async fn read_change_counter(&self) -> Option<u64> {
         let store = self.store.clone();
-        let counter = match tokio::task::spawn_blocking(move || store.change_counter()).await {
-            Ok(Ok(counter)) => counter,
+        match tokio::task::spawn_blocking(move || store.change_counter()).await {
+            Ok(Ok(counter)) => Some(counter),
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, "cannot read the store's change counter; retrying");
-                return seen;
+                None
             }
             Err(error) => {
                 tracing::warn!(error = %error, "the change counter task failed; retrying");
-                return seen;
+                None
             }
-        };
-        if seen == Some(counter) {
-            return seen;
         }
+    }
 
-        let generation = self.snapshot.generation();
+    /// Reloads the API token index. Returns false when the store failed.
+    async fn reload_tokens(&self) -> bool {
         let store = self.store.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let hashes = store.api_token_hashes()?;
-            let entries = snapshot::load_entries(&store)?;
-            Ok::<_, authcfg_store::Error>((hashes, entries))
-        })
-        .await;
-        let (hashes, entries) = match loaded {
-            Ok(Ok(loaded)) => loaded,
+        match tokio::task::spawn_blocking(move || store.api_token_hashes()).await {
+            Ok(Ok(hashes)) => {
+                self.tokens.replace(hashes);
+                true
+            }
             Ok(Err(error)) => {
-                tracing::warn!(error = %error, "cannot reload data sources and API tokens; retrying");
-                return seen;
+                tracing::warn!(error = %error, "cannot reload the API tokens; retrying");
+                false
             }
             Err(error) => {
-                tracing::warn!(error = %error, "the reload task failed; retrying");
-                return seen;
+                tracing::warn!(error = %error, "the API token reload task failed; retrying");
+                false
             }
-        };
+        }
+    }
 
-        self.tokens.replace(hashes);
+    /// Reloads the snapshot and invalidates the cached tokens of data sources
+    /// that changed. Returns false when the store failed or a write through
+    /// this process raced with the reload, so that the caller tries again.
+    async fn reload_datasources(&self) -> bool {
+        let generation = self.snapshot.generation();
+        let store = self.store.clone();
+        let entries =
+            match tokio::task::spawn_blocking(move || snapshot::load_entries(&store)).await {
+                Ok(Ok(entries)) => entries,
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "cannot reload the data sources; retrying");
+                    return false;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "the data source reload task failed; retrying");
+                    return false;
+                }
+            };
+
         match self.snapshot.replace_if_unchanged(generation, entries) {
             Some(changed) => {
                 for id in &changed {
                     self.exchange.invalidate(*id);
                 }
-                tracing::debug!(
-                    change_counter = counter,
-                    changed = changed.len(),
-                    "reloaded data sources and API tokens"
-                );
-                Some(counter)
+                tracing::debug!(changed = changed.len(), "reloaded the data sources");
+                true
             }
-            // A write through this process raced with the reload; try again
-            // on the next tick so that the newer data wins.
-            None => seen,
+            None => false,
         }
     }
 
-    /// Runs the refresher until the process stops: every second it reloads
-    /// what changed, and every 30 seconds it writes token last-used times.
+    /// Runs the refresher until the process stops.
+    ///
+    /// Every second it compares the store's change counter with the last one
+    /// seen. When it moved, the API token index is reloaded at once, so that a
+    /// revocation by the command line takes effect within about a second. The
+    /// data source snapshot is reloaded too, but at most once per four times
+    /// the duration of the previous reload, so that a store with many data
+    /// sources does not spend most of its time reloading while it is written.
+    /// Every 30 seconds it writes the token last-used times.
     pub async fn run_refresher(self: Arc<Self>) {
-        let mut seen = self.refresh_if_changed(None).await;
+        let mut tokens_seen = Some(self.loaded_change_counter);
+        let mut datasources_seen = Some(self.loaded_change_counter);
+        let mut next_datasource_reload = tokio::time::Instant::now();
+        let mut last_touch = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval(REFRESH_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_touch = tokio::time::Instant::now();
+
         loop {
             ticker.tick().await;
-            seen = self.refresh_if_changed(seen).await;
+
+            // The counter is read before the reloads, so that a change made
+            // while they run moves it again and triggers the next reload.
+            if let Some(counter) = self.read_change_counter().await {
+                if tokens_seen != Some(counter) && self.reload_tokens().await {
+                    tokens_seen = Some(counter);
+                }
+
+                let now = tokio::time::Instant::now();
+                if datasources_seen != Some(counter) && now >= next_datasource_reload {
+                    let started = std::time::Instant::now();
+                    if self.reload_datasources().await {
+                        datasources_seen = Some(counter);
+                    }
+                    next_datasource_reload = now + started.elapsed() * 4;
+                }
+            }
 
             if last_touch.elapsed() >= TOUCH_INTERVAL {
                 last_touch = tokio::time::Instant::now();
