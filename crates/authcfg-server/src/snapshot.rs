@@ -4,7 +4,8 @@
 //! Writes made through this process update the copy at once. Writes made by
 //! another process (the CLI on the same data directory) are picked up by the
 //! background refresher, which reloads the copy when the store's change counter
-//! moves, so they show within about a second.
+//! moves. They show within about a second, or within four times the duration
+//! of a reload for a store so large that a reload takes longer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -218,8 +218,8 @@ impl AppState {
     /// Every second it compares the store's change counter with the last one
     /// seen. When it moved, the API token index is reloaded at once, so that a
     /// revocation by the command line takes effect within about a second. The
-    /// data source snapshot is reloaded too, but at most once per four times
-    /// the duration of the previous reload, so that a store with many data
+    /// data source snapshot is reloaded too, but only after a pause of four
+    /// times the previous reload's duration, so that a store with many data
     /// sources does not spend most of its time reloading while it is written.
     /// Every 30 seconds it writes the token last-used times.
     pub async fn run_refresher(self: Arc<Self>) {
