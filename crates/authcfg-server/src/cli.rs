@@ -165,7 +165,7 @@ pub enum CredentialsCommand {
         /// The data source name.
         name: String,
     },
-    /// Import credentials from the AUTHCFG_DS_<NAME>_* variables of this process.
+    /// Import credentials from the AUTHCFG_DS_* variables of this process.
     ImportEnv,
 }
 

@@ -2,7 +2,7 @@
 //! the `authcfg` command line, wired on top of the store and the exchange.
 //!
 //! The binary in `main.rs` only calls [`cli::main`]. Everything else lives
-//! here so that tests and `xtask` can use it: [`openapi`] returns the OpenAPI
+//! here so that tests and `xtask` can use it: [`openapi()`] returns the OpenAPI
 //! document that `GET /openapi.json` serves and that `docs/openapi.json` holds.
 //!
 //! This is the only crate that knows actix-web and the HTTP wire formats.
