@@ -94,7 +94,30 @@ fn ensure_venv(venv: &Path, requirements: &Path, logs: &Path) -> anyhow::Result<
     write(&stamp, &pins)
 }
 
+/// Oldest Node.js major version that runs oidc-provider 9.
+const MIN_NODE_MAJOR: u32 = 20;
+
+/// Fails unless `node --version` reports at least [`MIN_NODE_MAJOR`].
+fn check_node_version() -> anyhow::Result<()> {
+    let output = Command::new("node")
+        .arg("--version")
+        .output()
+        .context("failed to run `node --version`: install Node.js 20 or later with npm")?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let major: Option<u32> = version
+        .strip_prefix('v')
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|major| major.parse().ok());
+    match major {
+        Some(major) if major >= MIN_NODE_MAJOR => Ok(()),
+        _ => anyhow::bail!(
+            "Node.js {version:?} is too old or unknown for oidc-provider: install Node.js {MIN_NODE_MAJOR} or later"
+        ),
+    }
+}
+
 fn ensure_node(node_dir: &Path, pins: &Path, logs: &Path) -> anyhow::Result<()> {
+    check_node_version()?;
     let lock = read(&pins.join("package-lock.json"))?;
     let stamp = node_dir.join(".authcfg-package-lock.json");
     let installed = node_dir.join("node_modules").join("oidc-provider").exists();
