@@ -10,11 +10,22 @@ use serde_json::json;
 
 use crate::support::{
     basic_datasource, basic_header, bearer_datasource, env_vars, unique, Behaviour, Server,
-    TokenEndpoint,
+    ServerOptions, TokenEndpoint,
 };
 
 #[test]
-fn canary_secrets_never_leak() {
+fn canary_secrets_never_leak_text() {
+    check_canaries("text");
+}
+
+#[test]
+fn canary_secrets_never_leak_json() {
+    check_canaries("json");
+}
+
+/// Runs every feature that touches a secret with logs in `log_format`, then
+/// scans the responses, the log and the data directory.
+fn check_canaries(log_format: &str) {
     let canary_secret = unique("canarysecret");
     let basic_secret = unique("canarybasic");
     let refresh_secret = unique("canaryrefresh");
@@ -24,7 +35,10 @@ fn canary_secrets_never_leak() {
     endpoint.add_client("canary-client", &canary_secret);
     endpoint.set_refresh_token("canary-client", &refresh_secret);
     endpoint.set_refresh_prefix(&rotated_prefix);
-    let mut server = Server::start();
+    let mut server = Server::start_with(ServerOptions {
+        extra_config: format!("log_format = {log_format:?}\n"),
+        ..ServerOptions::default()
+    });
 
     // Credentials arrive through the environment at start-up.
     server.create_datasource(&bearer_datasource("canary", &endpoint.token_url()));
