@@ -1,11 +1,12 @@
 //! A real OAuth 2.0 token endpoint on 127.0.0.1 for the end-to-end tests.
 //!
-//! It implements just enough HTTP/1.1 for one request per connection (every
-//! response sends `Connection: close`), authenticates clients with
+//! It implements just enough HTTP/1.1 for one request per connection, and
+//! every response sends `Connection: close`. Clients authenticate with
 //! `client_secret_basic` or `client_secret_post` against the clients a test
-//! registers, and issues access tokens made of a per-test prefix and a
-//! counter, so a test can tell a fresh token from a cached one. A test can
-//! switch the endpoint to reject every request, to respond late, or to hang.
+//! registers. Access tokens are a per-test prefix and a counter, so a test can
+//! tell a fresh token from a cached one, and refresh tokens rotate on every
+//! use. A test can switch the endpoint to reject every request, to respond
+//! late, or to hang.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
