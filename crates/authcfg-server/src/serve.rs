@@ -143,7 +143,7 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
     let (state, audit_writer) = AppState::build(Arc::clone(&settings), store)?;
     let state = web::Data::new(state);
     let audit_task = actix_web::rt::spawn(audit_writer);
-    let refresher = actix_web::rt::spawn(Arc::clone(&state.clone().into_inner()).run_refresher());
+    let refresher = actix_web::rt::spawn(state.clone().into_inner().run_refresher());
 
     let body_limit = settings.body_limit_bytes;
     let app_state = state.clone();

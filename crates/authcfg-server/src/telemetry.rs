@@ -181,6 +181,78 @@ fn into_problem(response: ServiceResponse<impl MessageBody + 'static>) -> Servic
 mod tests {
     use super::*;
 
+    use actix_web::test as actix_test;
+    use actix_web::{App, HttpResponse};
+
+    #[actix_web::test]
+    async fn bare_errors_become_problems() {
+        let app = actix_test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(request_context))
+                .service(web::resource("/only-get").route(web::get().to(HttpResponse::Ok))),
+        )
+        .await;
+        let cases: &[(actix_web::http::Method, &str, u16, &str)] = &[
+            (actix_web::http::Method::GET, "/missing", 404, "not-found"),
+            (
+                actix_web::http::Method::DELETE,
+                "/only-get",
+                405,
+                "method-not-allowed",
+            ),
+        ];
+
+        for (method, path, status, kind) in cases {
+            let request = actix_test::TestRequest::default()
+                .method(method.clone())
+                .uri(path)
+                .to_request();
+
+            let response = actix_test::call_service(&app, request).await;
+
+            assert_eq!(response.status().as_u16(), *status, "{method} {path}");
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE).unwrap(),
+                PROBLEM_JSON
+            );
+            let body: serde_json::Value = actix_test::read_body_json(response).await;
+            assert_eq!(
+                body["type"],
+                format!("https://authcfg.dev/problems/{kind}"),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn request_id_is_kept_or_generated() {
+        let app = actix_test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(request_context))
+                .route("/", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+
+        let given = actix_test::TestRequest::get()
+            .uri("/")
+            .insert_header((REQUEST_ID_HEADER, "trace-42"))
+            .to_request();
+        let response = actix_test::call_service(&app, given).await;
+        assert_eq!(
+            response.headers().get(&REQUEST_ID_HEADER).unwrap(),
+            "trace-42"
+        );
+
+        let rejected = actix_test::TestRequest::get()
+            .uri("/")
+            .insert_header((REQUEST_ID_HEADER, "not valid!"))
+            .to_request();
+        let response = actix_test::call_service(&app, rejected).await;
+        let generated = response.headers().get(&REQUEST_ID_HEADER).unwrap();
+        assert_eq!(generated.len(), 32);
+        assert_ne!(generated, "not valid!");
+    }
+
     #[test]
     fn request_ids_accepted_or_replaced() {
         let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
