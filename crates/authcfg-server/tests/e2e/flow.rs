@@ -446,6 +446,21 @@ fn request_id_is_echoed() {
             .is_some_and(|id| !id.is_empty()),
         "no generated request id"
     );
+
+    // An id that could forge log lines or flood them is replaced.
+    let long = "x".repeat(500);
+    for unsafe_id in ["two words", "quote\"inside", long.as_str()] {
+        let reply = server.call_raw(
+            "GET",
+            "/healthz",
+            None,
+            &[("x-request-id", unsafe_id)],
+            None,
+        );
+        let echoed = reply.header("x-request-id").unwrap_or_default();
+        assert!(!echoed.is_empty(), "no request id for {unsafe_id:?}");
+        assert_ne!(echoed, unsafe_id, "the unsafe request id was accepted");
+    }
 }
 
 #[test]
