@@ -155,7 +155,10 @@ pub async fn authorize(
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    caller.require_datasource(&name)?;
+    if let Err(error) = caller.require_datasource(&name) {
+        record_issue(&state, &caller, &name, AuditOutcome::Denied, None, None);
+        return Err(error);
+    }
     // An empty body and a JSON `null` both take the defaults.
     let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AuthorizationRequest::default()
@@ -254,10 +257,15 @@ fn record_issue(
         (None, None) => None,
         (kind, status) => Some(serde_json::json!({ "error": kind, "upstream_status": status })),
     };
+    // A denied request may name anything; only a valid name is recorded,
+    // because the audit log rejects control characters and overlong names.
+    let datasource = authcfg_model::validate_datasource_name(name)
+        .is_ok()
+        .then_some(name);
     state.audit.record(audit::event(
         caller.token_id(),
         "authorization.issue",
-        Some(name),
+        datasource,
         outcome,
         detail,
     ));

@@ -142,7 +142,7 @@ pub(crate) fn check_if_match(request: &HttpRequest, current: u64) -> Result<(), 
         Err(ApiError::new(
             ProblemKind::PreconditionFailed,
             format!(
-                "If-Match {text:?} does not match the current ETag {expected}: nothing was changed; GET the data source again and retry"
+                "If-Match {text} does not match the current ETag {expected}: nothing was changed; GET the data source again and retry"
             ),
         ))
     }
