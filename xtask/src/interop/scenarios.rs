@@ -34,17 +34,6 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 /// server's expiry less the refresh margin.
 const PAST_EXPIRY_SECS: f64 = 0.3;
 
-/// Whether authcfg renews a password-grant token with the refresh token that
-/// came with it.
-///
-/// NOTE: the exchange crate sends the password grant again for every new
-/// token of a `password` data source and keeps no refresh token from its
-/// response, so no refresh and no rotation happen there. Set this to `true`
-/// when it refreshes instead; the scenario then checks one refresh grant per
-/// renewal, across a restart. The rotated refresh token's persistence is
-/// checked by the `refresh_token` data source scenario meanwhile.
-const PASSWORD_GRANT_REFRESHES: bool = false;
-
 /// Everything the scenarios work with.
 pub(crate) struct Context {
     /// The service under test.
@@ -604,7 +593,7 @@ impl Context {
         Ok(())
     }
 
-    /// Scenario: the password grant, then new tokens after expiry, across a
+    /// Scenario: the password grant, then refreshes with rotation, across a
     /// restart of authcfg.
     ///
     /// The suite counts the refresh tokens that django-oauth-toolkit revoked:
@@ -612,7 +601,8 @@ impl Context {
     /// which grant authcfg sent for each new token.
     fn password_then_refresh(&mut self) -> anyhow::Result<()> {
         let name = "dot-password";
-        let per_renewal = u64::from(PASSWORD_GRANT_REFRESHES);
+        // Each renewal is one refresh grant with the rotated refresh token.
+        let per_renewal = 1;
         let revoked_before = self.dot()?.revoked_refresh_tokens()?;
 
         let first = self.header(name)?;
@@ -940,7 +930,7 @@ pub(crate) fn run_all(context: &mut Context, outcome: &mut Outcome) {
             || context.token_lifetime("dot-lifetime", DOT_TOKEN_LIFETIME_SECS),
         );
         outcome.run(
-            "django-oauth-toolkit: password grant, renewals across restart",
+            "django-oauth-toolkit: password grant, rotated refresh across restart",
             || context.password_then_refresh(),
         );
         outcome.run(
