@@ -127,7 +127,7 @@ pub(crate) fn say(line: &str) {
 /// Runs `cargo xtask interop`.
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let Some(options) = Options::parse(args)? else {
-        say(HELP);
+        say(HELP.trim_end());
         return Ok(());
     };
     let started = Instant::now();
