@@ -41,9 +41,12 @@ impl FromStr for DataSourceId {
 }
 
 /// An external API and how to authenticate to it.
+///
+/// This is a response type: unlike the request types it accepts unknown
+/// fields, so that a client keeps reading responses that gain a field, and a
+/// server can add fields beside it (such as a credentials summary).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct DataSource {
     /// Stable identifier, assigned on creation.
     pub id: DataSourceId,
