@@ -236,7 +236,9 @@ impl AuthConfig {
 
         match &self.token_url {
             Some(url) => {
-                if let Err(detail) = check_http_url("token_url", url) {
+                if let Err(detail) =
+                    check_http_url("token_url", url, "https://login.example.com/oauth/token")
+                {
                     errors.push(format!("{base}/token_url"), detail);
                 }
             }
@@ -290,16 +292,17 @@ impl AuthConfig {
 
 /// Checks an absolute `http` or `https` URL with a host and without user info
 /// or fragment, as RFC 6749 section 3.2 requires of a token endpoint.
-pub(crate) fn check_http_url(field: &str, raw: &str) -> Result<(), String> {
+/// `example` is a well-formed value for the field, quoted in the fix.
+pub(crate) fn check_http_url(field: &str, raw: &str, example: &str) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err(format!(
+            "{field} is empty: set an absolute https URL such as \"{example}\", or leave the field out"
+        ));
+    }
     if raw.trim() != raw {
         return Err(format!(
             "{field} {} has leading or trailing whitespace: remove it",
             quote(raw)
-        ));
-    }
-    if raw.is_empty() {
-        return Err(format!(
-            "{field} is empty: set an absolute https URL, or leave the field out"
         ));
     }
     if raw.len() > MAX_URL_LEN {
@@ -308,18 +311,18 @@ pub(crate) fn check_http_url(field: &str, raw: &str) -> Result<(), String> {
             raw.len()
         ));
     }
-    if raw.chars().any(char::is_control) || raw.contains(' ') {
-        return Err(format!(
-            "{field} {} contains a space or control character: percent-encode it",
-            quote(raw)
-        ));
-    }
     let url = url::Url::parse(raw).map_err(|error| {
         format!(
-            "{field} {} is not an absolute URL ({error}): use a form such as \"https://login.example.com/oauth/token\"",
+            "{field} {} is not an absolute URL ({error}): use a form such as \"{example}\"",
             quote(raw)
         )
     })?;
+    if raw.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "{field} {} contains a space or control character: percent-encode it (a space is %20)",
+            quote(raw)
+        ));
+    }
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(format!(
             "{field} {} uses the scheme {}: use https",
@@ -338,12 +341,34 @@ pub(crate) fn check_http_url(field: &str, raw: &str) -> Result<(), String> {
     }
     if url.fragment().is_some() {
         return Err(format!(
-            "{field} {} has a fragment (#...): remove it, a token endpoint URL must not include one",
+            "{field} {} has a fragment (#...): remove it, an endpoint URL must not include one",
             quote(raw)
+        ));
+    }
+    if let Some((name, _)) = url
+        .query_pairs()
+        .find(|(name, _)| URL_SECRET_PARAMS.contains(&name.as_ref()))
+    {
+        // The value is not quoted: the query may hold the secret itself.
+        return Err(format!(
+            "{field} carries the query parameter {}: remove it, credentials are stored apart \
+             from the config and never sent in a URL",
+            quote(&name)
         ));
     }
     Ok(())
 }
+
+/// Query parameters that would put a credential into a URL, where proxies and
+/// access logs record it (RFC 6749 section 2.3.1 forbids client credentials
+/// in the request URI).
+const URL_SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "password",
+    "refresh_token",
+    "access_token",
+    "client_assertion",
+];
 
 /// Checks the scope grammar of RFC 6749 section 3.3: scope tokens of the
 /// characters %x21 / %x23-5B / %x5D-7E, separated by single spaces.

@@ -309,7 +309,7 @@ fn validate_fields(
         }
     }
     if let Some(base_url) = base_url {
-        if let Err(detail) = check_http_url("base_url", base_url) {
+        if let Err(detail) = check_http_url("base_url", base_url, "https://api.example.com/v2") {
             errors.push("/base_url", detail);
         }
     }

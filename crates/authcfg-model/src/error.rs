@@ -206,9 +206,34 @@ fn describe_serde_error(mut pointer: String, error: &serde_json::Error) -> Valid
                     format!("missing required field {}", quote(field)),
                 );
             }
-            ValidationErrors::single(pointer, message)
+            ValidationErrors::single(pointer, without_value(&message))
         }
     }
+}
+
+/// Drops the offending value from serde's "invalid type" and "invalid value"
+/// messages: the field may be a secret sent with the wrong JSON type, such as
+/// a numeric client secret, and its value must not reach an error or a log.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let (unexpected, expected) = match rest.split_once(", expected ") {
+            Some((unexpected, expected)) => (unexpected, Some(expected)),
+            None => (rest, None),
+        };
+        // serde writes the value after the kind: integer `5`, string "x".
+        let kind = unexpected
+            .split_once(['`', '"'])
+            .map_or(unexpected, |(kind, _)| kind)
+            .trim_end();
+        return match expected {
+            Some(expected) => format!("{prefix}{kind}, expected {expected}"),
+            None => format!("{prefix}{kind}"),
+        };
+    }
+    message.to_owned()
 }
 
 /// Appends `field` to `pointer` unless the pointer already ends with it, as

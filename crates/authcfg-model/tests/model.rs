@@ -558,6 +558,37 @@ fn credentials_errors_never_quote_secrets() {
 }
 
 #[test]
+fn parse_errors_never_quote_values() {
+    let cases: [(&[u8], &str, &str); 4] = [
+        (
+            br#"{"client_id": "a", "client_secret": 12345678}"#,
+            "/client_secret",
+            "invalid type: integer, expected a string",
+        ),
+        (
+            br#"{"client_id": "a", "client_secret": true}"#,
+            "/client_secret",
+            "invalid type: boolean, expected a string",
+        ),
+        (
+            br#"{"client_id": "a", "client_secret": "b", "password": 3.25}"#,
+            "/password",
+            "invalid type: floating point, expected a string",
+        ),
+        (
+            br#"{"client_id": "a", "client_secret": "b", "refresh_token": ["r-1"]}"#,
+            "/refresh_token",
+            "invalid type: sequence, expected a string",
+        ),
+    ];
+    for (body, pointer, detail) in cases {
+        let error = parse_json::<Credentials>(body).unwrap_err();
+        assert_eq!(error.errors()[0].pointer, pointer);
+        assert_eq!(error.errors()[0].detail, detail);
+    }
+}
+
+#[test]
 fn credentials_reject_unknown_fields() {
     let error =
         parse_json::<Credentials>(br#"{"client_id": "a", "client_secret": "b", "secret": "c"}"#)
