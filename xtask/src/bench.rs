@@ -406,6 +406,7 @@ fn measure(
                     url: server.url("/v1/datasources/bench-stampede/authorization"),
                     token: Some(consumer.clone()),
                     body: Some(AUTHORIZATION_BODY),
+                    server_pid: server.pid()?,
                 },
                 Amount::Requests(options.stampede),
                 options.stampede,
@@ -439,7 +440,12 @@ fn measure(
         }
 
         let before_load = counts.read()?;
-        let run_load = |name: &'static str, method: &'static str, url: String, token: bool| {
+        let authcfg_pid = server.pid()?;
+        let run_load = |name: &'static str,
+                        method: &'static str,
+                        url: String,
+                        token: bool,
+                        server_pid: u32| {
             say(&format!("  {name}"));
             load::run(
                 oha,
@@ -449,25 +455,28 @@ fn measure(
                     url,
                     token: token.then(|| consumer.clone()),
                     body: token.then_some(AUTHORIZATION_BODY),
+                    server_pid,
                 },
                 Amount::For(options.duration),
                 options.connections,
                 scratch,
             )
         };
-        let ceiling = run_load("ceiling", "GET", hello_url.clone(), false)?;
-        let healthz = run_load("healthz", "GET", server.url("/healthz"), false)?;
+        let ceiling = run_load("ceiling", "GET", hello_url.clone(), false, hello.id())?;
+        let healthz = run_load("healthz", "GET", server.url("/healthz"), false, authcfg_pid)?;
         let bearer = run_load(
             "bearer",
             "POST",
             server.url("/v1/datasources/bench-bearer/authorization"),
             true,
+            authcfg_pid,
         )?;
         let basic = run_load(
             "basic",
             "POST",
             server.url("/v1/datasources/bench-basic/authorization"),
             true,
+            authcfg_pid,
         )?;
         let upstream_during_load = counts.read()?.token - before_load.token;
         let rss_after_load = process::resident_memory(server.pid()?)?;

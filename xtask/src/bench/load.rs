@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::process::Process;
+use super::process::{self, Process};
 
 /// One endpoint under load.
 pub(crate) struct Target {
@@ -23,6 +23,8 @@ pub(crate) struct Target {
     pub(crate) token: Option<String>,
     /// JSON request body, if any.
     pub(crate) body: Option<&'static str>,
+    /// Process id of the server, whose CPU time the run measures.
+    pub(crate) server_pid: u32,
 }
 
 /// How much load one run sends.
@@ -45,6 +47,10 @@ pub(crate) struct LoadResult {
     pub(crate) p99: f64,
     /// Number of responses received.
     pub(crate) responses: u64,
+    /// CPU time (user and system) the server spent per response, in
+    /// seconds. Unlike throughput, it barely depends on what else runs on
+    /// the machine.
+    pub(crate) cpu_per_response: f64,
 }
 
 /// The part of `oha --output-format json` that the benchmark reads.
@@ -120,18 +126,22 @@ pub(crate) fn run(
         Amount::For(duration) => duration + Duration::from_secs(120),
         Amount::Requests(_) => Duration::from_secs(300),
     };
+    let cpu_before = process::cpu_time(target.server_pid)?;
     let status =
         Process::spawn(&format!("oha ({})", target.name), command, &output, &log)?.wait(limit)?;
+    let cpu = process::cpu_time(target.server_pid)?.saturating_sub(cpu_before);
     anyhow::ensure!(
         status.success(),
         "oha ({}) failed with {status}: {}",
         target.name,
-        super::process::log_tail(&log, 20)
+        process::log_tail(&log, 20)
     );
 
     let text = std::fs::read_to_string(&output)
         .with_context(|| format!("failed to read {:?}", output.display()))?;
-    parse(target.name, &text)
+    let mut result = parse(target.name, &text)?;
+    result.cpu_per_response = cpu.as_secs_f64() / result.responses as f64;
+    Ok(result)
 }
 
 /// Reads the figures of one run from `oha`'s JSON summary, and checks that
@@ -169,5 +179,6 @@ fn parse(name: &str, text: &str) -> anyhow::Result<LoadResult> {
         p50: summary.latency_percentiles.p50.unwrap_or(f64::NAN),
         p99: summary.latency_percentiles.p99.unwrap_or(f64::NAN),
         responses,
+        cpu_per_response: f64::NAN,
     })
 }

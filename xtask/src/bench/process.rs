@@ -246,3 +246,44 @@ pub(crate) fn resident_memory(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmRSS line in {path}"))?;
     Ok(kib * 1024)
 }
+
+/// Returns the CPU time, user and system, that process `pid` has used so
+/// far, read from fields 14 and 15 of `/proc/PID/stat`.
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+
+    // The command name in field 2 may contain spaces, so the fields are
+    // counted from the closing parenthesis after it: field 3 is the first.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .with_context(|| format!("{path} has no CPU time in field {}", index + 3))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(
+        total as f64 / clock_ticks_per_second() as f64,
+    ))
+}
+
+/// Returns the kernel's clock ticks per second (`getconf CLK_TCK`), the unit
+/// of the CPU times in `/proc`; 100 when `getconf` fails, the value on every
+/// common Linux platform.
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|ticks| *ticks > 0)
+            .unwrap_or(100)
+    })
+}

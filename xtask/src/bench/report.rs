@@ -126,9 +126,9 @@ fn render(results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "| endpoint | req/s | req/s ÷ ceiling | p50 (ms) | p99 (ms) | p99 ÷ ceiling p99 |"
+        "| endpoint | req/s | req/s ÷ ceiling | p50 (ms) | p99 (ms) | p99 ÷ ceiling p99 | server CPU per request (µs) | CPU ÷ ceiling CPU |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     let endpoints: [(&str, PickLoad); 4] = [
         ("hello-world ceiling", |round| round.ceiling),
         ("`GET /healthz`", |round| round.healthz),
@@ -156,12 +156,14 @@ fn render(results: &Results) -> String {
         };
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
             column(|result| result.requests_per_sec, 1.0, 0),
             ratio(|result| result.requests_per_sec),
             column(|result| result.p50, 1000.0, 2),
             column(|result| result.p99, 1000.0, 2),
             ratio(|result| result.p99),
+            column(|result| result.cpu_per_response, 1e6, 1),
+            ratio(|result| result.cpu_per_response),
         );
     }
 
