@@ -69,6 +69,10 @@ pub async fn list_audit(
         })?),
     };
 
+    // Write what is queued first, so that the list includes the caller's
+    // own earlier requests.
+    state.audit.flush().await;
+
     let store = state.store.clone();
     let page =
         blocking(move || store.list_audit(query.datasource.as_deref(), after_id, limit)).await?;

@@ -218,7 +218,7 @@ pub async fn authorize(
 
     match result {
         Ok(authorization) => {
-            record_issue(&state, &caller, &name, AuditOutcome::Success, None, None);
+            state.audit.record_issued(caller.token_id(), &name);
             let body = AuthorizationResponse {
                 header: "Authorization",
                 value: authorization.value.expose_secret().to_owned(),
@@ -264,7 +264,7 @@ fn record_issue(
         .then_some(name);
     state.audit.record(audit::event(
         caller.token_id(),
-        "authorization.issue",
+        audit::ISSUE_ACTION,
         datasource,
         outcome,
         detail,
