@@ -119,20 +119,37 @@ pub(crate) fn check_argon2_params(params: &Argon2Params) -> Result<(), Error> {
     argon2_params(params).map(|_| ())
 }
 
+/// Builds the `argon2` parameters, rejecting values outside the limits that
+/// `argon2::Params::new` enforces: 1 to 2^24 - 1 lanes, at least 8 KiB of
+/// memory per lane and at least 1 pass. Valid values below
+/// [`Argon2Params::OWASP`] are accepted here; [`crate::Store::open`] logs a
+/// warning for them.
 fn argon2_params(params: &Argon2Params) -> Result<Params, Error> {
-    Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(KEY_LEN),
-    )
-    .map_err(|error| {
+    let Argon2Params {
+        memory_kib,
+        iterations,
+        parallelism,
+    } = *params;
+    let invalid = |problem: &dyn fmt::Display| {
         Error::InvalidOptions(format!(
-            "argon2 parameters m={} KiB, t={}, p={} are invalid ({error}): use at least \
-             m=19456, t=2, p=1",
-            params.memory_kib, params.iterations, params.parallelism
+            "argon2 parameters m={memory_kib} KiB, t={iterations}, p={parallelism} are invalid \
+             ({problem}): Argon2id requires p from 1 to {max_lanes}, t of at least 1 and m of at \
+             least 8 * p KiB; the recommended values are m={recommended_memory}, \
+             t={recommended_iterations}, p={recommended_lanes}, and valid values below them are \
+             accepted with a warning",
+            max_lanes = Params::MAX_P_COST,
+            recommended_memory = Argon2Params::OWASP.memory_kib,
+            recommended_iterations = Argon2Params::OWASP.iterations,
+            recommended_lanes = Argon2Params::OWASP.parallelism,
         ))
-    })
+    };
+
+    // The lane count is checked first because `Params::new` of argon2 0.5
+    // computes `8 * p` without an overflow check.
+    if !(Params::MIN_P_COST..=Params::MAX_P_COST).contains(&parallelism) {
+        return Err(invalid(&"the lane count is out of range"));
+    }
+    Params::new(memory_kib, iterations, parallelism, Some(KEY_LEN)).map_err(|error| invalid(&error))
 }
 
 /// Derives the key-encryption key from the master key bytes with Argon2id.

@@ -105,8 +105,21 @@ pub enum Error {
     #[error("sealing a value failed")]
     Seal,
 
+    /// Returned by [`Store::open`](crate::Store::open) when the file is not a
+    /// SQLite database at all, such as a text file: it does not start with the
+    /// SQLite header, or SQLite rejects its header with `SQLITE_NOTADB`. The
+    /// file is left unchanged.
+    #[error(
+        "{path:?} is not a SQLite database: pass the path of an authcfg store, or a new file \
+         name to create one"
+    )]
+    NotADatabase {
+        /// The file that was opened.
+        path: PathBuf,
+    },
+
     /// Returned by [`Store::open`](crate::Store::open) when the file is a SQLite
-    /// database of another application.
+    /// database of another application. The file is left unchanged.
     #[error(
         "{path:?} is not an authcfg store: it is a SQLite database with other tables; choose a new \
          file name"

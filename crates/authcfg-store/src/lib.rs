@@ -48,7 +48,8 @@ mod schema;
 mod tokens;
 mod types;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -119,14 +120,18 @@ impl Store {
     ///
     /// Argon2id runs here, once: every later call uses the derived keys. An
     /// existing file is first checked on a read-only connection, so a wrong
-    /// master key, a foreign file or a newer schema leaves it unchanged. A new
-    /// file is created with mode 0600 on Unix.
+    /// master key, a foreign file or a newer schema leaves it byte-for-byte
+    /// unchanged. That connection creates the `-wal` and `-shm` files of a WAL
+    /// database when they are missing. After a rejection they are removed
+    /// again, unless another process opened the database in the meantime and
+    /// uses them. A new file is created with mode 0600 on Unix.
     ///
     /// # Errors
     ///
-    /// [`Error::WrongMasterKey`] when `key` does not open an existing store (the
-    /// file is left byte-for-byte unchanged), [`Error::NotAStore`] for another
-    /// application's SQLite file, [`Error::SchemaTooNew`],
+    /// [`Error::WrongMasterKey`] when `key` does not open an existing store,
+    /// [`Error::NotADatabase`] for a file that is not a SQLite database,
+    /// [`Error::NotAStore`] for another application's SQLite database,
+    /// [`Error::SchemaTooNew`],
     /// [`Error::InvalidMasterKey`] for an empty key, [`Error::InvalidOptions`],
     /// [`Error::Io`] or [`Error::Sqlite`].
     pub fn open(path: &Path, key: &MasterKey, options: &StoreOptions) -> Result<Store, Error> {
@@ -247,7 +252,25 @@ impl Store {
 
 /// Decides whether `path` is new, an authcfg store, or something else, and
 /// unlocks an existing store. Uses a read-only connection only.
+///
+/// A read-only connection to a WAL database creates the `-wal` and `-shm`
+/// files when they are missing, but it cannot delete them when it closes. So
+/// when the file is rejected and those files did not exist before, SQLite is
+/// asked to remove them again (see [`release_wal_files`]).
 fn inspect(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileState, Error> {
+    let wal_files_existed = wal_files(path).iter().any(|file| file.exists());
+
+    let result = inspect_file(path, master, options);
+
+    if result.is_err() && !wal_files_existed && wal_files(path).iter().any(|file| file.exists()) {
+        release_wal_files(path, options.busy_timeout);
+    }
+    result
+}
+
+/// Classifies the file at `path` and unlocks an existing store, leaving the
+/// cleanup after a rejection to [`inspect`].
+fn inspect_file(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileState, Error> {
     let length = match std::fs::metadata(path) {
         Ok(metadata) => metadata.len(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
@@ -262,6 +285,16 @@ fn inspect(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileSta
         return Ok(FileState::Fresh);
     }
 
+    // SQLite itself takes a one-byte file for an empty database, because its
+    // Unix VFS reports that size as 0, and would let it be initialized as a
+    // new store. Checking the magic string first keeps every file that is not
+    // a SQLite database unchanged.
+    if !has_sqlite_header(path)? {
+        return Err(Error::NotADatabase {
+            path: path.to_owned(),
+        });
+    }
+
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -270,10 +303,15 @@ fn inspect(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileSta
     let not_a_store = || Error::NotAStore {
         path: path.to_owned(),
     };
+    // Reading the header is the first access through SQLite. It returns
+    // SQLITE_NOTADB for a header that it cannot use, such as a page size that
+    // is not a power of two.
     let application_id: i64 = connection
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .map_err(|error| match error.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => not_a_store(),
+            Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase {
+                path: path.to_owned(),
+            },
             _ => Error::Sqlite(error),
         })?;
 
@@ -296,6 +334,66 @@ fn inspect(path: &Path, master: &[u8], options: &StoreOptions) -> Result<FileSta
         });
     }
     Ok(FileState::Existing(keyring::unlock(&connection, master)?))
+}
+
+/// Returns true when the file at `path` starts with the 16-byte string that
+/// begins every SQLite 3 database file.
+fn has_sqlite_header(path: &Path) -> Result<bool, Error> {
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+    let io_error = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut header = [0_u8; 16];
+    let mut file = File::open(path).map_err(io_error)?;
+    match file.read_exact(&mut header) {
+        Ok(()) => Ok(&header == MAGIC),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(source) => Err(io_error(source)),
+    }
+}
+
+/// Returns the paths of the `-wal` and `-shm` files that SQLite keeps beside
+/// a WAL database at `path`.
+fn wal_files(path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
+
+/// Removes the `-wal` and `-shm` files beside `path` if no connection uses
+/// them, by opening and closing one read-write connection.
+///
+/// SQLite deletes both files when the last connection to a WAL database
+/// closes, after it took an exclusive lock on the database file and
+/// checkpointed the log. Another process that has the database open holds a
+/// shared lock, so the exclusive lock fails and its files stay. The read is
+/// needed because a connection opens the log on its first read, and only a
+/// connection with an open log deletes it. A log that only the rejected open
+/// created is empty, so the checkpoint copies no page and the database file
+/// stays unchanged. Commits of another process that closed in the meantime
+/// are copied, as that process's own close would have done. A failure here
+/// only leaves the files behind, so it is logged and not returned.
+fn release_wal_files(path: &Path, busy_timeout: std::time::Duration) {
+    let released = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|connection| {
+        connection.busy_timeout(busy_timeout)?;
+        connection.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))?;
+        connection.close().map_err(|(_, error)| error)
+    });
+    if let Err(error) = released {
+        tracing::debug!(
+            path = %path.display(),
+            error = %error,
+            "could not remove the -wal and -shm files of a rejected store file"
+        );
+    }
 }
 
 /// Creates the schema and the keyring of a new store in one transaction. When
@@ -481,6 +579,40 @@ mod tests {
     }
 
     #[test]
+    fn release_wal_files_keeps_files_in_use() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("busy.db");
+        drop(Store::open(&path, &key(), &options()).unwrap());
+        // Another connection keeps the database open, with a commit that is
+        // only in the write-ahead log.
+        let other = open_connection(&path, std::time::Duration::from_secs(5)).unwrap();
+        other.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        other
+            .execute("UPDATE change_counter SET value = 42", [])
+            .unwrap();
+        let [wal, shm] = wal_files(&path);
+        let wal_length = std::fs::metadata(&wal).unwrap().len();
+        assert!(wal_length > 0);
+
+        release_wal_files(&path, std::time::Duration::from_secs(5));
+
+        assert!(wal.exists());
+        assert!(shm.exists());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), wal_length);
+        let value: i64 = other
+            .query_row("SELECT value FROM change_counter", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(value, 42);
+        drop(other);
+        assert!(!wal.exists());
+        assert!(!shm.exists());
+        let value: i64 = raw(&path)
+            .query_row("SELECT value FROM change_counter", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(value, 42);
+    }
+
+    #[test]
     fn newer_schema_rejected_unchanged() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("future.db");
@@ -497,5 +629,8 @@ mod tests {
             "got {error:?}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), before);
+        for file in wal_files(&path) {
+            assert!(!file.exists(), "{} was left behind", file.display());
+        }
     }
 }

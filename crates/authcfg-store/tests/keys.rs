@@ -126,6 +126,71 @@ fn invalid_options_rejected() {
 }
 
 #[test]
+fn invalid_argon2_message_states_limits() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("store.db");
+    let cases = [
+        ("memory below 8 KiB", 7, 1, 1),
+        ("memory below 8 KiB per lane", 15, 1, 2),
+        ("zero iterations", 64, 0, 1),
+        ("zero lanes", 64, 1, 0),
+        ("too many lanes", u32::MAX, 1, 1 << 24),
+        ("lane count that overflows 8 * p", 64, 1, u32::MAX),
+    ];
+
+    for (case, memory_kib, iterations, parallelism) in cases {
+        let options = StoreOptions {
+            argon2: Argon2Params {
+                memory_kib,
+                iterations,
+                parallelism,
+            },
+            ..options()
+        };
+
+        let error = Store::open(&path, &passphrase("k"), &options).unwrap_err();
+
+        assert!(
+            matches!(error, Error::InvalidOptions(_)),
+            "{case}: got {error:?}"
+        );
+        let message = error.to_string();
+        let quoted = format!("m={memory_kib} KiB, t={iterations}, p={parallelism}");
+        assert!(message.contains(&quoted), "{case}: {message}");
+        assert!(
+            message.contains(
+                "requires p from 1 to 16777215, t of at least 1 and m of at least 8 * p KiB"
+            ),
+            "{case}: {message}"
+        );
+        assert!(
+            message.contains("the recommended values are m=19456, t=2, p=1"),
+            "{case}: {message}"
+        );
+        assert!(!message.contains("use at least"), "{case}: {message}");
+    }
+    assert!(!path.exists());
+}
+
+#[test]
+fn argon2_minimum_accepted_below_recommendation() {
+    let test = TestStore::with_options(&StoreOptions {
+        argon2: Argon2Params {
+            memory_kib: 16,
+            iterations: 1,
+            parallelism: 2,
+        },
+        ..options()
+    });
+
+    let status = test.store.key_status().unwrap();
+
+    assert_eq!(status.argon2.memory_kib, 16);
+    assert_eq!(status.argon2.parallelism, 2);
+    assert!(!status.argon2.meets_owasp());
+}
+
+#[test]
 fn data_key_rotation_reencrypts_all() {
     let test = TestStore::with_options(&small_batches());
     let names = seed(&test, 5);

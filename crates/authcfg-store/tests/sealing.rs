@@ -12,7 +12,7 @@ mod common;
 
 use authcfg_model::{CredentialField, Credentials, SecretString};
 use authcfg_store::{Error, MasterKey, Store, StoreOptions};
-use common::{bearer, file_digest, full_credentials, options, passphrase, TestStore};
+use common::{bearer, file_digest, full_credentials, listing, options, passphrase, TestStore};
 
 const SECRET: &str = "client-secret-7f3a";
 const PASSWORD: &str = "password-91bd";
@@ -95,10 +95,12 @@ fn wrong_passphrase_rejected_file_unchanged() {
     let TestStore {
         store,
         path,
-        directory: _directory,
+        directory,
     } = test;
     drop(store);
     let before = file_digest(&path);
+    let files_before = listing(directory.path());
+    assert_eq!(files_before, ["store.db"]);
 
     let error = Store::open(&path, &passphrase("wrong horse"), &options()).unwrap_err();
 
@@ -107,6 +109,7 @@ fn wrong_passphrase_rejected_file_unchanged() {
         .to_string()
         .contains("check that the passphrase or key file"));
     assert_eq!(file_digest(&path), before);
+    assert_eq!(listing(directory.path()), files_before);
     let reopened = Store::open(&path, &passphrase("correct horse"), &options()).unwrap();
     assert!(reopened.unseal_credentials("crm").unwrap().is_some());
 }
@@ -121,13 +124,30 @@ fn wrong_key_file_rejected_file_unchanged() {
     store.create_datasource(&bearer("crm")).unwrap();
     drop(store);
     let before = file_digest(&path);
-
     let wrong_path = directory.path().join("wrong.key");
     std::fs::write(&wrong_path, "another-key\n").unwrap();
+    let files_before = listing(directory.path());
+
     let error = Store::open(&path, &MasterKey::KeyFile(wrong_path), &options()).unwrap_err();
 
     assert!(matches!(error, Error::WrongMasterKey), "got {error:?}");
     assert_eq!(file_digest(&path), before);
+    assert_eq!(listing(directory.path()), files_before);
+}
+
+#[test]
+fn wrong_key_keeps_wal_files_of_open_store() {
+    // The store stays open, so its -wal and -shm files exist and are in use.
+    let test = seeded(&["crm"]);
+    let files_before = listing(test.directory.path());
+    assert_eq!(files_before, ["store.db", "store.db-shm", "store.db-wal"]);
+
+    let error = Store::open(&test.path, &passphrase("wrong horse"), &options()).unwrap_err();
+
+    assert!(matches!(error, Error::WrongMasterKey), "got {error:?}");
+    assert_eq!(listing(test.directory.path()), files_before);
+    test.store.create_datasource(&bearer("billing")).unwrap();
+    assert!(test.store.unseal_credentials("crm").unwrap().is_some());
 }
 
 #[test]
@@ -198,22 +218,73 @@ fn foreign_sqlite_file_rejected() {
     let error = Store::open(&path, &passphrase("correct horse"), &options()).unwrap_err();
 
     assert!(matches!(error, Error::NotAStore { .. }), "got {error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("a SQLite database with other tables"),
+        "{error}"
+    );
     assert_eq!(file_digest(&path), before);
 }
 
 #[test]
-fn non_sqlite_file_rejected() {
+fn foreign_wal_database_leaves_no_wal_files() {
     let directory = tempfile::tempdir().unwrap();
-    let path = directory.path().join("notes.txt");
-    std::fs::write(
-        &path,
-        "this is not a database, just some text that is long enough",
-    )
-    .unwrap();
+    let path = directory.path().join("other.db");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
+        )
+        .unwrap();
+    drop(connection);
+    let before = file_digest(&path);
+    assert_eq!(listing(directory.path()), ["other.db"]);
 
     let error = Store::open(&path, &passphrase("correct horse"), &options()).unwrap_err();
 
     assert!(matches!(error, Error::NotAStore { .. }), "got {error:?}");
+    assert_eq!(file_digest(&path), before);
+    assert_eq!(listing(directory.path()), ["other.db"]);
+}
+
+#[test]
+fn non_sqlite_file_is_not_a_database() {
+    // SQLite's magic string followed by a page size of 768, which is not a
+    // power of two.
+    let mut invalid_page_size = b"SQLite format 3\0\x03\x00".to_vec();
+    invalid_page_size.extend([1; 200]);
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "text",
+            b"this is not a database, just some text that is long enough",
+        ),
+        ("one byte", b"x"),
+        ("binary", &[0xff; 4096]),
+        ("sqlite header with invalid page size", &invalid_page_size),
+    ];
+
+    for (case, contents) in cases {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("text.db");
+        std::fs::write(&path, contents).unwrap();
+
+        let error = Store::open(&path, &passphrase("correct horse"), &options()).unwrap_err();
+
+        assert!(
+            matches!(&error, Error::NotADatabase { path: got } if *got == path),
+            "{case}: got {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("is not a SQLite database"),
+            "{case}: {message}"
+        );
+        assert!(!message.contains("other tables"), "{case}: {message}");
+        assert_eq!(std::fs::read(&path).unwrap(), contents, "{case}");
+        assert_eq!(listing(directory.path()), ["text.db"], "{case}");
+    }
 }
 
 #[test]

@@ -104,3 +104,14 @@ pub(crate) fn file_digest(path: &Path) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
 }
+
+/// Returns the sorted names of the entries of `directory`, to prove that a
+/// call created or removed no file.
+pub(crate) fn listing(directory: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
