@@ -26,8 +26,9 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 /// Events taken from the queue for one blocking write at most: all of them.
 const BATCH_SIZE: usize = QUEUE_CAPACITY;
 
-/// A batch at least this large means the service is under load.
-const BUSY_BATCH: usize = 64;
+/// A batch of at least this many events (counted headers included) means the
+/// service is under load.
+const BUSY_BATCH: u64 = 64;
 
 /// Pause of the writer after a batch written under load. At 100,000 queued
 /// events per second, 5,000 arrive meanwhile, well below the queue capacity.
@@ -86,14 +87,17 @@ impl IssuedCounters {
         }
     }
 
-    /// Turns the counts into events and resets them to zero.
-    fn take(&self) -> Vec<NewAuditEvent> {
+    /// Turns the counts into events, resets them to zero and returns the
+    /// events with the number of headers they count.
+    fn take(&self) -> (Vec<NewAuditEvent>, u64) {
         self.pending.store(false, Ordering::Release);
         let counts = self.counts.read().unwrap_or_else(PoisonError::into_inner);
         let mut events = Vec::new();
+        let mut total = 0;
         for (actor, by_name) in counts.iter() {
             for (datasource, counter) in by_name {
                 let count = counter.swap(0, Ordering::Relaxed);
+                total += count;
                 if count > 0 {
                     let detail = (count > 1).then(|| serde_json::json!({ "count": count }));
                     events.push(event(
@@ -106,7 +110,7 @@ impl IssuedCounters {
                 }
             }
         }
-        events
+        (events, total)
     }
 }
 
@@ -267,8 +271,9 @@ async fn run_writer(
             }
         }
 
-        let received = events.len();
-        events.extend(issued.take());
+        let (counted, issued_total) = issued.take();
+        let received = u64::try_from(events.len()).unwrap_or(u64::MAX) + issued_total;
+        events.extend(counted);
         if !events.is_empty() {
             let events = coalesce(events);
             let store = store.clone();
@@ -296,7 +301,6 @@ async fn run_writer(
 
         // Under load, let events pile up for a moment so that the next batch
         // merges more of them. A batch with a flush request skips the pause.
-        // Counted headers do not fill the queue, so they cause no pause.
         if received >= BUSY_BATCH && !flushed {
             tokio::time::sleep(BUSY_PAUSE).await;
         }
@@ -314,10 +318,11 @@ mod tests {
         counters.add("tok_a", "crm");
         counters.add("tok_b", "crm");
 
-        let mut events = counters.take();
+        let (mut events, total) = counters.take();
         events.sort_by(|left, right| left.actor.cmp(&right.actor));
-        let again = counters.take();
+        let (again, _) = counters.take();
 
+        assert_eq!(total, 3);
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].actor, "tok_a");
         assert_eq!(events[0].action, ISSUE_ACTION);
