@@ -278,7 +278,7 @@ fn record_issue(
     tag = "authorization",
     params(("name" = String, Path, description = "Data source name")),
     responses(
-        (status = 200, description = "Diagnostics of the token request; `ok` says whether it worked", body = TestReport),
+        (status = 200, description = "Diagnostics of the token request; `ok` is true when it succeeded", body = TestReport),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
