@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use authcfg_model::CredentialField;
+use authcfg_model::{CredentialField, ValidationErrors};
 
 /// A boxed error from a caller-supplied loader or sink.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -17,7 +17,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong while producing an `Authorization` header.
+///
+/// Later versions may add variants, so a match outside this crate needs a
+/// wildcard arm.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Returned when the token endpoint replied with an RFC 6749 section 5.2
     /// error body (`error`, `error_description`), whatever the HTTP status.
@@ -68,7 +72,7 @@ pub enum Error {
 
     /// Returned when the token endpoint replied with a redirect. It is never
     /// followed, because following it would send the credentials to another URL.
-    #[error("token endpoint answered HTTP {status} with a redirect to {location:?}: set token_url to the final URL, redirects are not followed")]
+    #[error("token endpoint answered HTTP {status} {}: set token_url to the final URL, redirects are not followed", describe_location(location.as_deref()))]
     Redirect {
         /// The HTTP status, such as 302.
         status: u16,
@@ -157,6 +161,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Creates an [`Error::InvalidConfig`] from the problems that
+    /// [`AuthConfig::validate`](authcfg_model::AuthConfig::validate) found.
+    /// The reason lists each field with its problem, without the
+    /// `invalid input` prefix of [`ValidationErrors`]' own message, because
+    /// the variant's message already states that the config is invalid.
+    pub(crate) fn invalid_config(errors: &ValidationErrors) -> Self {
+        let problems: Vec<String> = errors
+            .errors()
+            .iter()
+            .map(|error| {
+                if error.pointer.is_empty() {
+                    error.detail.clone()
+                } else {
+                    format!("{}: {}", error.pointer, error.detail)
+                }
+            })
+            .collect();
+        Error::InvalidConfig {
+            reason: problems.join("; "),
+        }
+    }
+
     /// Returns true when retrying with the same config and credentials cannot
     /// succeed: the provider rejected the client, grant or scope, or the config
     /// or credentials are unusable. The server maps these to 502.
@@ -250,6 +276,13 @@ fn describe_status(status: Option<u16>) -> String {
     status
         .map(|status| format!(" with HTTP {status}"))
         .unwrap_or_default()
+}
+
+fn describe_location(location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!("with a redirect to {location:?}"),
+        None => "with a redirect but without a Location header".to_owned(),
+    }
 }
 
 fn describe_text(description: Option<&str>) -> String {

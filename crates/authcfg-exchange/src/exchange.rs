@@ -161,6 +161,9 @@ impl Exchange {
             request.credentials_version,
         );
         let mut load = Some(load);
+        // Each call is counted once, by its first decision: a caller that
+        // waited and then, after the leader was cancelled, finds a token or
+        // a back-off stays a miss.
         let mut miss_counted = false;
 
         loop {
@@ -202,11 +205,15 @@ impl Exchange {
 
             match step {
                 Step::Hit(token) => {
-                    inner.metrics.record_hit();
+                    if !miss_counted {
+                        inner.metrics.record_hit();
+                    }
                     return Ok(token.to_authorization());
                 }
                 Step::Reject(error) => {
-                    inner.metrics.record_backoff_rejection();
+                    if !miss_counted {
+                        inner.metrics.record_backoff_rejection();
+                    }
                     tracing::debug!(
                         datasource = %request.datasource,
                         retry_after_ms = error.retry_after().map(|delay| delay.as_millis()),
@@ -314,7 +321,21 @@ impl Exchange {
         }
 
         match result {
-            Ok(fetched) => Ok(fetched.token.to_authorization()),
+            Ok(fetched) => {
+                if !fetched.token.valid_for(now, request.min_valid_for) {
+                    tracing::debug!(
+                        datasource = %request.datasource,
+                        min_valid_for_ms = request.min_valid_for.as_millis(),
+                        valid_for_ms = fetched
+                            .token
+                            .valid_until
+                            .map(|until| until.saturating_duration_since(now).as_millis()),
+                        "the new token is valid for less than min_valid_for; it is returned, \
+                         but each call with this min_valid_for sends a new token request"
+                    );
+                }
+                Ok(fetched.token.to_authorization())
+            }
             Err(error) => {
                 match fallback.filter(|token| token.valid_for(now, request.min_valid_for)) {
                     Some(token) => {
@@ -383,9 +404,8 @@ impl Exchange {
         credentials_version: u64,
         trace: &mut GrantTrace,
     ) -> Result<Exchanged, Error> {
-        auth.validate().map_err(|errors| Error::InvalidConfig {
-            reason: errors.to_string(),
-        })?;
+        auth.validate()
+            .map_err(|errors| Error::invalid_config(&errors))?;
 
         let has_refresh_token = credentials
             .refresh_token

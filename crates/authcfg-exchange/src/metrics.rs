@@ -72,18 +72,34 @@ impl ExchangeOutcome {
 }
 
 /// A point-in-time copy of the exchange counters.
+///
+/// The three call counters count [`Exchange::authorize`](crate::Exchange::authorize)
+/// calls, each call once, by its first decision, so `cache_hits +
+/// cache_misses + backoff_rejections` is the number of calls made. Token
+/// requests are counted apart, in `exchanges`: 100 callers of a cold key are
+/// 100 misses and one token request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSnapshot {
-    /// Calls served from the cache without a token request.
+    /// Calls served from the cache at once, without waiting and without a
+    /// token request. With a back-off in progress, a call served with a
+    /// still-valid cached token is a hit.
     pub cache_hits: u64,
-    /// Calls that needed a token request, their own or one in flight.
+    /// Calls that found no cached token they could use, and so sent a token
+    /// request or waited for the one in flight. This includes calls with
+    /// `force_refresh`, the caller that refreshes a token ahead of expiry
+    /// (even when it falls back to the still-valid token), and calls whose
+    /// loader or token request failed.
     pub cache_misses: u64,
-    /// Calls that failed at once because the data source was backing off.
+    /// Calls that failed at once with [`Error::BackingOff`](crate::Error::BackingOff)
+    /// because the data source was backing off and no cached token was usable.
     pub backoff_rejections: u64,
     /// Token requests sent, per outcome, in the order of [`ExchangeOutcome::ALL`].
+    /// A `password` data source whose stored refresh token is rejected sends
+    /// two in one call. Requests of [`Exchange::test`](crate::Exchange::test)
+    /// are included; a Basic header sends none.
     pub exchanges: Vec<(ExchangeOutcome, u64)>,
     /// Latency of token requests, from sending to the parsed response or the
-    /// failure, whatever the outcome.
+    /// failure, whatever the outcome. Its count equals the sum of `exchanges`.
     pub latency: HistogramSnapshot,
 }
 

@@ -28,7 +28,16 @@ pub struct AuthorizeRequest<'a> {
     /// The current credentials version; a cached token of another version is
     /// not used, so changing a secret invalidates its tokens.
     pub credentials_version: u64,
-    /// How long the returned token must stay valid at least.
+    /// How long a cached token must stay valid at least to be served.
+    ///
+    /// A token counts as valid until its `expires_in` ends minus
+    /// [`refresh_margin`](crate::ExchangeConfig::refresh_margin) (at most
+    /// half of its lifetime). A cached token valid for less is not served, and
+    /// the call sends a token request instead. The new token is returned even
+    /// when it, too, is valid for less than `min_valid_for`. So a value longer
+    /// than the usable lifetime of the tokens the endpoint issues makes every
+    /// call send a token request, which is logged at debug level. Keep it well
+    /// below that lifetime; `Duration::ZERO` accepts any unexpired token.
     pub min_valid_for: Duration,
     /// Requests a new token even when a cached one is valid, for example after
     /// the data source rejected the cached one. It joins a token request in

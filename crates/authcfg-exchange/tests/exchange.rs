@@ -1070,6 +1070,57 @@ async fn redirect_is_refused_and_not_followed() {
 }
 
 #[tokio::test]
+async fn redirect_message_names_location() {
+    let with_location =
+        TokenServer::start(Reply::json(302, "").header("Location", "http://127.0.0.1:1/elsewhere"))
+            .await;
+    let without_location = TokenServer::start(Reply::json(307, "")).await;
+    let cases = [
+        (
+            &with_location,
+            "token endpoint answered HTTP 302 with a redirect to \"http://127.0.0.1:1/elsewhere\": \
+             set token_url to the final URL, redirects are not followed",
+        ),
+        (
+            &without_location,
+            "token endpoint answered HTTP 307 with a redirect but without a Location header: \
+             set token_url to the final URL, redirects are not followed",
+        ),
+    ];
+
+    for (server, expected) in cases {
+        let harness = Harness::new();
+
+        let error = harness
+            .bearer(&client_credentials(server))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, Error::Redirect { .. }), "{error:?}");
+        assert_eq!(error.to_string(), expected);
+    }
+}
+
+#[tokio::test]
+async fn invalid_config_message_has_one_prefix() {
+    let harness = Harness::new();
+    let auth = AuthConfig::bearer("ftp://127.0.0.1/oauth/token", GrantType::ClientCredentials);
+
+    let error = harness.bearer(&auth).await.unwrap_err();
+
+    assert!(matches!(error, Error::InvalidConfig { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "invalid auth config: /token_url: token_url \"ftp://127.0.0.1/oauth/token\""
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("invalid input"), "{message}");
+    assert_eq!(harness.exchange.metrics().exchanges_total(), 0);
+}
+
+#[tokio::test]
 async fn slow_endpoint_times_out() {
     let server = TokenServer::start(Reply::token("late", 3600).delay(Duration::from_secs(5))).await;
     let harness = Harness::with(
@@ -1382,6 +1433,34 @@ async fn min_valid_and_force_refresh() {
 }
 
 #[tokio::test]
+async fn min_valid_for_beyond_lifetime_requests_every_call() {
+    // A 60 s token is used for 50 s (the 10 s margin), less than the 120 s
+    // that every call requests.
+    let server = TokenServer::start(Reply::token("at-1", 60)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+    let long = AuthorizeRequest {
+        min_valid_for: Duration::from_secs(120),
+        ..request(&auth, 1)
+    };
+
+    for call in 1..=3 {
+        let authorization = harness
+            .exchange
+            .authorize(&long, harness.load(1))
+            .await
+            .unwrap();
+        assert_eq!(authorization.value.expose_secret(), "Bearer at-1");
+        assert_eq!(server.count(), call, "call {call}");
+    }
+
+    let metrics = harness.exchange.metrics();
+    assert_eq!(metrics.cache_hits, 0);
+    assert_eq!(metrics.cache_misses, 3);
+    assert_eq!(metrics.exchanges_with(ExchangeOutcome::Success), 3);
+}
+
+#[tokio::test]
 async fn key_changes_and_invalidation_fetch_new_token() {
     let server = TokenServer::start(Reply::token("at", 3600)).await;
     let harness = Harness::new();
@@ -1531,6 +1610,70 @@ async fn cancelled_leader_hands_over_to_waiter() {
 
     assert_eq!(waiter.await.unwrap().unwrap(), "Bearer at-2");
     assert_eq!(server.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_call_once() {
+    let server = TokenServer::start(Reply::token("at-1", 3600)).await;
+    server.push(Reply::token("at-1", 3600).held());
+    let harness = Harness::new();
+    let auth = Arc::new(client_credentials(&server));
+
+    // Twenty callers of a cold key: twenty misses, one token request.
+    let mut callers = Vec::new();
+    for _ in 0..20 {
+        let exchange = harness.exchange.clone();
+        let auth = Arc::clone(&auth);
+        let load = harness.load(1);
+        callers.push(tokio::spawn(async move {
+            exchange.authorize(&request(&auth, 1), load).await.is_ok()
+        }));
+    }
+    while harness.exchange.metrics().cache_misses < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.release(1);
+    for caller in callers {
+        assert!(caller.await.unwrap());
+    }
+    let metrics = harness.exchange.metrics();
+    assert_eq!(metrics.cache_misses, 20);
+    assert_eq!(metrics.cache_hits, 0);
+    assert_eq!(metrics.exchanges_total(), 1);
+
+    // A cached token: one hit.
+    harness.bearer(&auth).await.unwrap();
+    assert_eq!(harness.exchange.metrics().cache_hits, 1);
+
+    // A forced refresh that fails is a miss; the next one, during the
+    // back-off, is a back-off rejection.
+    server.set(Reply::json(503, r#"{"error":"temporarily_unavailable"}"#));
+    let forced = AuthorizeRequest {
+        force_refresh: true,
+        ..request(&auth, 1)
+    };
+    for _ in 0..2 {
+        let error = harness
+            .exchange
+            .authorize(&forced, harness.load(1))
+            .await
+            .unwrap_err();
+        assert!(
+            error.rfc_error_code() == Some("temporarily_unavailable"),
+            "{error:?}"
+        );
+    }
+
+    let metrics = harness.exchange.metrics();
+    assert_eq!(metrics.cache_hits, 1);
+    assert_eq!(metrics.cache_misses, 21);
+    assert_eq!(metrics.backoff_rejections, 1);
+    assert_eq!(
+        metrics.cache_hits + metrics.cache_misses + metrics.backoff_rejections,
+        23
+    );
+    assert_eq!(metrics.exchanges_total(), 2);
+    assert_eq!(metrics.latency.count, 2);
 }
 
 // Connection test.
