@@ -23,7 +23,8 @@ mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -117,6 +118,8 @@ struct Round {
 #[derive(Debug)]
 struct CacheFill {
     tokens: u64,
+    failures: u64,
+    first_failure: Option<String>,
     upstream: u64,
     rss_before: u64,
     rss_after: u64,
@@ -130,6 +133,8 @@ struct Results {
     machine_before: report::Machine,
     machine_after: report::Machine,
     oha_version: String,
+    /// `git describe --always --dirty` of the measured source.
+    source: String,
     measured: Measured,
 }
 
@@ -153,6 +158,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     let oha = ensure_oha()?;
     let oha_version = command_output(Command::new(&oha).arg("--version"))?;
+    let source = command_output(Command::new("git").args(["describe", "--always", "--dirty"]))
+        .unwrap_or_else(|_| "unknown".to_owned());
     let binaries = build()?;
 
     let scratch = tempfile::Builder::new()
@@ -168,6 +175,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         machine_before,
         machine_after: report::Machine::describe(),
         oha_version,
+        source,
         measured,
     };
     report::print(&results);
@@ -395,6 +403,11 @@ fn measure(
         say(&format!("round {round} of {}", options.runs));
         let startup_existing = server.start()?;
         let rss_idle = process::resident_memory(server.pid()?)?;
+        say(&format!(
+            "  start-up on the existing data directory {:.3} s, idle resident memory {:.1} MB",
+            startup_existing.as_secs_f64(),
+            rss_idle as f64 / 1e6
+        ));
 
         let stampede_upstream = {
             let before = counts.read()?;
@@ -418,7 +431,9 @@ fn measure(
                 result.responses,
                 options.stampede
             );
-            counts.read()?.slow_token - before.slow_token
+            let upstream = counts.read()?.slow_token - before.slow_token;
+            say(&format!("  stampede: {upstream} token requests upstream"));
+            upstream
         };
 
         // The first bearer request of the round fetches the token, so that
@@ -446,8 +461,7 @@ fn measure(
                         url: String,
                         token: bool,
                         server_pid: u32| {
-            say(&format!("  {name}"));
-            load::run(
+            let result = load::run(
                 oha,
                 &Target {
                     name,
@@ -460,7 +474,15 @@ fn measure(
                 Amount::For(options.duration),
                 options.connections,
                 scratch,
-            )
+            )?;
+            say(&format!(
+                "  {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs server CPU per request",
+                result.requests_per_sec,
+                result.p50 * 1e3,
+                result.p99 * 1e3,
+                result.cpu_per_response * 1e6
+            ));
+            anyhow::Ok(result)
         };
         let ceiling = run_load("ceiling", "GET", hello_url.clone(), false, hello.id())?;
         let healthz = run_load("healthz", "GET", server.url("/healthz"), false, authcfg_pid)?;
@@ -676,17 +698,15 @@ fn create_with_credentials(
     )?;
     anyhow::ensure!(
         created.status == 201,
-        "creating data source {name:?} returned {}: {}",
-        created.status,
-        created.body
+        "creating data source {name:?} returned {}",
+        created.describe()
     );
     let path = format!("/v1/datasources/{name}/credentials");
     let stored = authcfg::call(agent, "PUT", &server.url(&path), token, Some(credentials))?;
     anyhow::ensure!(
         stored.status == 204,
-        "storing the credentials of {name:?} returned {}: {}",
-        stored.status,
-        stored.body
+        "storing the credentials of {name:?} returned {}",
+        stored.describe()
     );
     Ok(())
 }
@@ -706,7 +726,9 @@ fn fill_cache(
     let started = Instant::now();
 
     let done = AtomicU64::new(0);
-    let failed = AtomicBool::new(false);
+    let failures = AtomicU64::new(0);
+    let first_failure = Mutex::new(None::<String>);
+    let max_failures = tokens / 100 + 10;
     let token_url = format!("{token_base}/token");
     let fill_one = |agent: &ureq::Agent, index: u64| -> anyhow::Result<()> {
         let name = format!("bench-cache-{index:06}");
@@ -726,9 +748,8 @@ fn fill_cache(
         )?;
         anyhow::ensure!(
             reply.status == 200,
-            "the authorization for {name} returned {}: {}",
-            reply.status,
-            reply.body
+            "the authorization for {name} returned {}",
+            reply.describe()
         );
         Ok(())
     };
@@ -736,16 +757,34 @@ fn fill_cache(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let threads: Vec<_> = (0..SETUP_THREADS as u64)
             .map(|thread| {
-                let (done, failed, fill_one) = (&done, &failed, &fill_one);
+                let (done, failures, first_failure, fill_one) =
+                    (&done, &failures, &first_failure, &fill_one);
                 let agent = server.agent();
                 scope.spawn(move || -> anyhow::Result<()> {
+                    // A failed data source is counted and skipped, so that a
+                    // rare server error is reported with the figures instead
+                    // of discarding them; many failures stop the fill.
                     let mut index = thread;
-                    while index < tokens && !failed.load(Ordering::Relaxed) {
-                        if let Err(error) = fill_one(&agent, index) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(error);
+                    while index < tokens {
+                        match fill_one(&agent, index) {
+                            Ok(()) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(error) => {
+                                let count = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                                let mut first = first_failure
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                                if first.is_none() {
+                                    *first = Some(format!("{error:#}"));
+                                }
+                                anyhow::ensure!(
+                                    count <= max_failures,
+                                    "{count} data sources failed to fill; the first: {}",
+                                    first.as_deref().unwrap_or_default()
+                                );
+                            }
                         }
-                        done.fetch_add(1, Ordering::Relaxed);
                         index += SETUP_THREADS as u64;
                     }
                     Ok(())
@@ -776,8 +815,26 @@ fn fill_cache(
     let elapsed = started.elapsed();
     let rss_after = process::resident_memory(pid)?;
     let upstream = counts.read()?.token - before.token;
+
+    // The server's log lines of the first failed request say why it failed.
+    let first_failure = first_failure
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .map(|message| {
+            let request_id = message
+                .split("X-Request-Id ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .unwrap_or("none");
+            format!(
+                "{message}\nserver log:\n{}",
+                server.log_lines_of(request_id)
+            )
+        });
     Ok(CacheFill {
-        tokens,
+        tokens: done.into_inner(),
+        failures: failures.into_inner(),
+        first_failure,
         upstream,
         rss_before,
         rss_after,

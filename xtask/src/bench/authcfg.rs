@@ -39,6 +39,20 @@ pub(crate) struct Shutdown {
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: String,
+    /// The `X-Request-Id` response header, which the server's log lines carry.
+    pub(crate) request_id: Option<String>,
+}
+
+impl Reply {
+    /// Describes a reply with an unexpected status for an error message.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} (X-Request-Id {}): {}",
+            self.status,
+            self.request_id.as_deref().unwrap_or("none"),
+            self.body
+        )
+    }
 }
 
 /// An `authcfg serve` process and its working directory.
@@ -160,6 +174,17 @@ impl Authcfg {
         super::process::log_tail(&self.log_path(), lines)
     }
 
+    /// Returns up to five lines of the server's log that contain `request_id`.
+    pub(crate) fn log_lines_of(&self, request_id: &str) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(request_id))
+            .take(5)
+            .collect();
+        lines.join("\n")
+    }
+
     /// Sends a request with an API token and an optional JSON body, and
     /// returns the reply whatever its status.
     pub(crate) fn call(
@@ -276,10 +301,15 @@ pub(crate) fn call(
         Err(error) => return Err(error).with_context(|| format!("{method} {url} failed")),
     };
     let status = response.status();
+    let request_id = response.header("x-request-id").map(str::to_owned);
     let body = response
         .into_string()
         .with_context(|| format!("failed to read the body of {method} {url}"))?;
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        request_id,
+    })
 }
 
 /// Returns a loopback port that was free a moment ago.

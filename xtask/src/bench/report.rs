@@ -106,6 +106,7 @@ fn render(results: &Results) -> String {
         "- load average (1, 5, 15 min): {} at the start, {} at the end",
         machine.load_average, results.machine_after.load_average
     );
+    let _ = writeln!(out, "- source: `{}` (git describe)", results.source);
     let _ = writeln!(out, "- load generator: {}", results.oha_version);
     let _ = writeln!(
         out,
@@ -324,6 +325,14 @@ fn render(results: &Results) -> String {
         shutdowns.len() - unclean,
         shutdowns.len()
     );
+    if cache.failures > 0 {
+        let _ = writeln!(
+            out,
+            "- cache fill: {} data sources failed and were skipped; the first failure:\n\n```text\n{}\n```",
+            cache.failures,
+            cache.first_failure.as_deref().unwrap_or_default()
+        );
+    }
     let growth = cache.rss_after.saturating_sub(cache.rss_before) as f64 / cache.tokens as f64;
     let _ = writeln!(
         out,
