@@ -22,6 +22,12 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Maximum length of a request id accepted from a client; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// The route pattern of a resource, such as `/v1/datasources/{name}`, set as
+/// resource data so that the middleware labels metrics and logs without
+/// matching the path a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteName(pub &'static str);
+
 /// The id of the current request, stored in the request extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -89,17 +95,24 @@ pub async fn request_context(
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    let route = request.match_pattern();
     let method = request.method().clone();
     let state = request.app_data::<web::Data<AppState>>().cloned();
 
+    // The route pattern is known only after routing, so the span starts with
+    // the path and records the route when the response is back.
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
-        route = route.as_deref().unwrap_or("unmatched"),
+        path = request.path(),
+        route = tracing::field::Empty,
     );
     let response = next.call(request).instrument(span.clone()).await?;
+    let route = response
+        .request()
+        .app_data::<RouteName>()
+        .map_or("unmatched", |name| name.0);
+    span.record("route", route);
 
     let mut response = if response.status().as_u16() >= 400 && !is_problem(&response) {
         into_problem(response)
@@ -112,9 +125,7 @@ pub async fn request_context(
 
     let status = response.status().as_u16();
     if let Some(state) = state {
-        state
-            .http_metrics
-            .record(route.as_deref().unwrap_or("unmatched"), status);
+        state.http_metrics.record(route, status);
     }
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(parent: &span, status, elapsed_us, "request completed");

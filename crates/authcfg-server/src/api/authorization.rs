@@ -6,6 +6,7 @@
 //! version come from the snapshot. The credentials are unsealed only when the
 //! exchange calls the loader on a miss. The audit event goes to the queue.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -99,8 +100,35 @@ pub struct TestReport {
     pub refresh_token_rotated: bool,
 }
 
-/// Returns the snapshot entry of `name`, or a 404.
-fn entry_of(state: &AppState, name: &str) -> Result<std::sync::Arc<Entry>, ApiError> {
+/// Returns the entry of `name` with credentials from the snapshot. When the
+/// snapshot has no such entry or no credentials, the store is asked, because
+/// another process (the command line) may have written them since the last
+/// reload; only this error path touches SQLite.
+async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> {
+    if let Some(entry) = state.snapshot.get(name) {
+        if entry.credentials.is_some() {
+            return Ok(entry);
+        }
+    }
+
+    let store = state.store.clone();
+    let lookup = name.to_owned();
+    let loaded = blocking(move || {
+        let datasource = store.get_datasource(&lookup)?;
+        let credentials = store.credentials_summary(&lookup)?;
+        Ok((datasource, credentials))
+    })
+    .await;
+    let (datasource, credentials) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            if error.kind() == ProblemKind::NotFound {
+                state.snapshot.remove(name);
+            }
+            return Err(error);
+        }
+    };
+    state.snapshot.upsert(datasource, credentials);
     state.snapshot.get(name).ok_or_else(|| {
         ApiError::new(
             ProblemKind::NotFound,
@@ -175,7 +203,7 @@ pub async fn authorize(
         ));
     }
 
-    let entry = entry_of(&state, &name)?;
+    let entry = entry_of(&state, &name).await?;
     let Some(credentials) = &entry.credentials else {
         record_issue(
             &state,

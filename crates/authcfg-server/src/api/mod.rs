@@ -17,6 +17,7 @@ use authcfg_model::ValidationErrors;
 use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiError, ProblemKind};
+use crate::telemetry::RouteName;
 
 pub use audit_log::{AuditPage, ListAuditQuery};
 pub use authorization::{AuthorizationRequest, AuthorizationResponse, TestReport};
@@ -40,35 +41,60 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
         .app_data(web::PathConfig::default().error_handler(|error, _request| {
             ApiError::new(ProblemKind::BadRequest, format!("invalid path: {error}")).into()
         }))
-        .service(web::resource("/healthz").route(web::get().to(system::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(system::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(system::metrics)))
-        .service(web::resource("/openapi.json").route(web::get().to(system::openapi_json)))
+        .service(
+            web::resource("/healthz")
+                .app_data(RouteName("/healthz"))
+                .route(web::get().to(system::healthz)),
+        )
+        .service(
+            web::resource("/readyz")
+                .app_data(RouteName("/readyz"))
+                .route(web::get().to(system::readyz)),
+        )
+        .service(
+            web::resource("/metrics")
+                .app_data(RouteName("/metrics"))
+                .route(web::get().to(system::metrics)),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .app_data(RouteName("/openapi.json"))
+                .route(web::get().to(system::openapi_json)),
+        )
         .service(
             web::resource("/v1/datasources")
+                .app_data(RouteName("/v1/datasources"))
                 .route(web::get().to(datasources::list_datasources))
                 .route(web::post().to(datasources::create_datasource)),
         )
         .service(
             web::resource("/v1/datasources/{name}")
+                .app_data(RouteName("/v1/datasources/{name}"))
                 .route(web::get().to(datasources::get_datasource))
                 .route(web::patch().to(datasources::update_datasource))
                 .route(web::delete().to(datasources::delete_datasource)),
         )
         .service(
             web::resource("/v1/datasources/{name}/credentials")
+                .app_data(RouteName("/v1/datasources/{name}/credentials"))
                 .route(web::put().to(credentials::put_credentials))
                 .route(web::delete().to(credentials::delete_credentials)),
         )
         .service(
             web::resource("/v1/datasources/{name}/authorization")
+                .app_data(RouteName("/v1/datasources/{name}/authorization"))
                 .route(web::post().to(authorization::authorize)),
         )
         .service(
             web::resource("/v1/datasources/{name}/test")
+                .app_data(RouteName("/v1/datasources/{name}/test"))
                 .route(web::post().to(authorization::test_datasource)),
         )
-        .service(web::resource("/v1/audit").route(web::get().to(audit_log::list_audit)));
+        .service(
+            web::resource("/v1/audit")
+                .app_data(RouteName("/v1/audit"))
+                .route(web::get().to(audit_log::list_audit)),
+        );
 }
 
 /// Parses a JSON request body strictly.
