@@ -61,6 +61,14 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
                 .app_data(RouteName("/openapi.json"))
                 .route(web::get().to(system::openapi_json)),
         )
+        // The router tries resources in order and matches a pattern with a
+        // `{name}` segment by regular expression, so the cache-hit route
+        // comes before the other patterns with one.
+        .service(
+            web::resource("/v1/datasources/{name}/authorization")
+                .app_data(RouteName("/v1/datasources/{name}/authorization"))
+                .route(web::post().to(authorization::authorize)),
+        )
         .service(
             web::resource("/v1/datasources")
                 .app_data(RouteName("/v1/datasources"))
@@ -79,11 +87,6 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
                 .app_data(RouteName("/v1/datasources/{name}/credentials"))
                 .route(web::put().to(credentials::put_credentials))
                 .route(web::delete().to(credentials::delete_credentials)),
-        )
-        .service(
-            web::resource("/v1/datasources/{name}/authorization")
-                .app_data(RouteName("/v1/datasources/{name}/authorization"))
-                .route(web::post().to(authorization::authorize)),
         )
         .service(
             web::resource("/v1/datasources/{name}/test")
