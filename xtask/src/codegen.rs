@@ -5,7 +5,8 @@
 //! Description | Example). The pages are built from the OpenAPI schemas that
 //! utoipa derives from the types and their doc comments, so a changed doc
 //! comment changes the page, and `--check` catches a page that was not
-//! regenerated.
+//! regenerated. It also writes `docs/openapi.json`, the server's OpenAPI
+//! document, which utoipa generates from the handlers and wire types.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -133,6 +134,10 @@ fn generate() -> anyhow::Result<Vec<(PathBuf, String)>> {
         files.push((Path::new("docs/models").join(page_file(name)), page));
     }
     files.push((Path::new("docs/models").join("README.md"), index));
+
+    let mut api = serde_json::to_string_pretty(&authcfg_server::openapi())?;
+    api.push('\n');
+    files.push((PathBuf::from("docs/openapi.json"), api));
     Ok(files)
 }
 

@@ -17,8 +17,8 @@ cargo xtask <command> [options]
 Commands:
   bench [--smoke]     measure authcfg against a hello-world ceiling with oha
                       on 127.0.0.1 (`bench --help`)
-  codegen [--check]   write docs/models/*.md from the model types; with --check,
-                      fail when the committed files are stale
+  codegen [--check]   write docs/models/*.md and docs/openapi.json from the code;
+                      with --check, fail when the committed files are stale
   ci                  run the checks of .ci/run (fmt, clippy, tests, codegen, deny)
   dist                build the release binary into target/dist/ with SHA256SUMS
   release X.Y.Z       bump every crate's version, date the changelog, run the checks
