@@ -26,12 +26,20 @@ fn dependencies(crate_dir: &str) -> BTreeSet<String> {
 
 #[test]
 fn crate_dependency_direction() {
-    let ours = ["authcfg-model", "authcfg-store", "authcfg-exchange", "authcfg-server"];
+    let ours = [
+        "authcfg-model",
+        "authcfg-store",
+        "authcfg-exchange",
+        "authcfg-server",
+    ];
     let allowed: [(&str, &[&str]); 4] = [
         ("authcfg-model", &[]),
         ("authcfg-store", &["authcfg-model"]),
         ("authcfg-exchange", &["authcfg-model"]),
-        ("authcfg-server", &["authcfg-model", "authcfg-store", "authcfg-exchange"]),
+        (
+            "authcfg-server",
+            &["authcfg-model", "authcfg-store", "authcfg-exchange"],
+        ),
     ];
     for (name, expected) in allowed {
         let found: Vec<String> = dependencies(&format!("crates/{name}"))
@@ -42,7 +50,10 @@ fn crate_dependency_direction() {
             .iter()
             .filter(|dependency| !expected.contains(&dependency.as_str()))
             .collect();
-        assert!(unexpected.is_empty(), "{name} must not depend on {unexpected:?}");
+        assert!(
+            unexpected.is_empty(),
+            "{name} must not depend on {unexpected:?}"
+        );
     }
 }
 
@@ -59,7 +70,12 @@ fn io_libraries_stay_in_their_layer() {
         ("tokio", &["authcfg-exchange", "authcfg-server"]),
         ("clap", &["authcfg-server"]),
     ];
-    for crate_name in ["authcfg-model", "authcfg-store", "authcfg-exchange", "authcfg-server"] {
+    for crate_name in [
+        "authcfg-model",
+        "authcfg-store",
+        "authcfg-exchange",
+        "authcfg-server",
+    ] {
         let found = dependencies(&format!("crates/{crate_name}"));
         for (library, owners) in rules {
             if found.contains(library) {
@@ -77,7 +93,10 @@ fn model_does_no_io() {
     let found = dependencies("crates/authcfg-model");
     let io = ["tokio", "reqwest", "rusqlite", "actix-web", "tracing"];
     for library in io {
-        assert!(!found.contains(library), "authcfg-model must not depend on {library}");
+        assert!(
+            !found.contains(library),
+            "authcfg-model must not depend on {library}"
+        );
     }
 }
 
@@ -112,5 +131,8 @@ fn every_rust_file_has_module_docs() {
         })
         .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` opening paragraph: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` opening paragraph: {missing:?}"
+    );
 }
