@@ -374,7 +374,7 @@ fn datasource(settings: &Settings, command: DatasourceCommand) -> anyhow::Result
                 check_token_url(token_url, settings.allow_insecure_token_url)
                     .map_err(|detail| anyhow::anyhow!(detail))?;
             }
-            let datasource = store.create_datasource(&request)?;
+            let datasource = crate::create::create_datasource(&store, &request)?;
             audit_cli(&store, "datasource.create", Some(&datasource.name), None);
             let prefix = crate::env_import::env_var_prefix(&datasource.name);
             print_line(&format!(
@@ -467,6 +467,10 @@ fn credentials(settings: &Settings, command: CredentialsCommand) -> anyhow::Resu
             for (label, names) in [
                 ("imported", &report.imported),
                 ("unchanged", &report.unchanged),
+                (
+                    "ignored, the stored refresh token was kept",
+                    &report.kept_stored,
+                ),
                 ("unmatched", &report.unmatched),
                 ("missing", &report.missing),
                 ("without credentials", &report.without_credentials),

@@ -325,7 +325,7 @@ fn report_missing(
 }
 
 /// Reads every data source, page by page.
-fn list_all_datasources(store: &Store) -> Result<Vec<DataSource>, authcfg_store::Error> {
+pub(crate) fn list_all_datasources(store: &Store) -> Result<Vec<DataSource>, authcfg_store::Error> {
     let mut datasources = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod create;
 pub mod env_import;
 pub mod metrics;
 pub mod openapi;

@@ -36,6 +36,9 @@ pub enum ProblemKind {
     MethodNotAllowed,
     /// 409: the name is already taken.
     AlreadyExists,
+    /// 409: another data source's name maps to the same environment variable
+    /// prefix, such as `crm-prod` for `crm_prod`.
+    EnvPrefixTaken,
     /// 409: the data source has no credentials, or lacks a field its grant needs.
     MissingCredentials,
     /// 409: the stored auth config cannot be used for a token request.
@@ -67,6 +70,7 @@ impl ProblemKind {
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::AlreadyExists
+            | ProblemKind::EnvPrefixTaken
             | ProblemKind::MissingCredentials
             | ProblemKind::InvalidAuthConfig => StatusCode::CONFLICT,
             ProblemKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -89,6 +93,7 @@ impl ProblemKind {
             ProblemKind::NotFound => "https://authcfg.dev/problems/not-found",
             ProblemKind::MethodNotAllowed => "https://authcfg.dev/problems/method-not-allowed",
             ProblemKind::AlreadyExists => "https://authcfg.dev/problems/already-exists",
+            ProblemKind::EnvPrefixTaken => "https://authcfg.dev/problems/env-prefix-taken",
             ProblemKind::MissingCredentials => "https://authcfg.dev/problems/missing-credentials",
             ProblemKind::InvalidAuthConfig => "https://authcfg.dev/problems/invalid-auth-config",
             ProblemKind::PreconditionFailed => "https://authcfg.dev/problems/precondition-failed",
@@ -113,6 +118,7 @@ impl ProblemKind {
             ProblemKind::NotFound => "Not found",
             ProblemKind::MethodNotAllowed => "Method not allowed",
             ProblemKind::AlreadyExists => "Already exists",
+            ProblemKind::EnvPrefixTaken => "Environment variable prefix taken",
             ProblemKind::MissingCredentials => "Missing credentials",
             ProblemKind::InvalidAuthConfig => "Unusable auth config",
             ProblemKind::PreconditionFailed => "Precondition failed",
@@ -438,6 +444,17 @@ impl From<authcfg_store::Error> for ApiError {
             .with_retry_after(1)
             .with_cause(error),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::create::CreateError> for ApiError {
+    fn from(error: crate::create::CreateError) -> Self {
+        match error {
+            crate::create::CreateError::PrefixTaken { .. } => {
+                ApiError::new(ProblemKind::EnvPrefixTaken, error.to_string())
+            }
+            crate::create::CreateError::Store(error) => ApiError::from(error),
         }
     }
 }

@@ -75,6 +75,10 @@ fn view_response(status: actix_web::http::StatusCode, view: &DataSourceView) -> 
 }
 
 /// Creates a data source.
+///
+/// A name whose environment variable prefix another data source uses, such
+/// as `crm_prod` next to `crm-prod` (both read `AUTHCFG_DS_CRM_PROD_*`), gives
+/// 409 and stores nothing.
 #[utoipa::path(
     post,
     path = "/v1/datasources",
@@ -86,7 +90,7 @@ fn view_response(status: actix_web::http::StatusCode, view: &DataSourceView) -> 
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken, or another data source's name maps to the same environment variable prefix (`crm-prod` and `crm_prod`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_token" = []))
@@ -106,7 +110,8 @@ pub async fn create_datasource(
     }
 
     let store = state.store.clone();
-    let datasource = blocking(move || store.create_datasource(&create)).await?;
+    let datasource =
+        web::block(move || crate::create::create_datasource(&store, &create)).await??;
 
     state.snapshot.upsert(datasource.clone(), None);
     state.audit.record(audit::event(

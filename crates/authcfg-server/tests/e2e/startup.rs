@@ -1,8 +1,10 @@
-//! Start-up checks: an invalid configuration, colliding data source names and
+//! Start-up checks and what surrounds them: an invalid configuration and
 //! unusable credential variables stop the process with a message that names
-//! the key or variable and never a secret value.
+//! the key or variable and never a secret value, a data source name that
+//! would share its variables with another is refused when it is created, and
+//! the log written to a pipe has no colour codes.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{assert_problem, env_vars, Server, ServerOptions};
 
@@ -55,34 +57,101 @@ fn colliding_names_are_refused() {
     let mut server = Server::start();
     server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
 
-    // Either the API refuses the second name, or the next start refuses the
-    // pair; both names would read AUTHCFG_DS_CRM_PROD_* otherwise.
+    // Both names would read AUTHCFG_DS_CRM_PROD_*, so the second is refused
+    // when it is created instead of stopping the next start.
     let second = server.post(
         "/v1/datasources",
         &json!({"name": "crm_prod", "auth": {"method": "basic"}}),
     );
-    if second.status != 201 {
-        let problem = assert_problem(&second, second.status);
-        assert!(
-            matches!(second.status, 400 | 409),
-            "unexpected status: {problem}"
-        );
-        assert!(
-            problem.to_string().contains("AUTHCFG_DS_CRM_PROD_"),
-            "the problem does not name the prefix: {problem}"
-        );
-        return;
-    }
 
-    let (status, log) = server.restart_expecting_failure(ServerOptions::default());
-    assert!(
-        !status.success(),
-        "the server started with colliding data source names"
+    let problem = assert_problem(&second, 409);
+    assert_eq!(
+        problem["type"],
+        json!("https://authcfg.dev/problems/env-prefix-taken")
     );
-    assert!(
-        log.contains("crm-prod") && log.contains("crm_prod"),
-        "the error does not name both data sources: {log}"
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    for part in [
+        "\"crm_prod\"",
+        "\"crm-prod\"",
+        "AUTHCFG_DS_CRM_PROD_",
+        "choose another name",
+    ] {
+        assert!(detail.contains(part), "the detail lacks {part}: {detail}");
+    }
+    assert_eq!(server.get("/v1/datasources/crm_prod").status, 404);
+    let names: Vec<Value> = server.get("/v1/datasources").json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("crm-prod")]);
+
+    server.restart_with(ServerOptions::default());
+    assert_eq!(server.get("/v1/datasources/crm-prod").status, 200);
+}
+
+#[test]
+fn cli_refuses_colliding_name() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+
+    let output = server.cli(
+        &["datasource", "create", "crm_prod", "--method", "basic"],
+        &[],
+        None,
     );
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the CLI created a colliding data source"
+    );
+    for part in [
+        "\"crm_prod\"",
+        "\"crm-prod\"",
+        "AUTHCFG_DS_CRM_PROD_",
+        "choose another name",
+    ] {
+        assert!(stderr.contains(part), "the error lacks {part}: {stderr}");
+    }
+    let listed = server.cli(&["datasource", "list"], &[], None);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("crm-prod"), "{listed}");
+    assert!(
+        !listed.contains("crm_prod"),
+        "the refused data source was stored: {listed}"
+    );
+}
+
+#[test]
+fn piped_log_has_no_colour() {
+    // The harness sets NO_COLOR=1; an empty NO_COLOR counts as unset, so only
+    // the missing terminal can keep colour codes out of these logs.
+    let no_color = [("NO_COLOR", "")];
+    for format in ["text", "json"] {
+        let mut server = Server::start_with(ServerOptions {
+            extra_config: format!("log_format = \"{format}\"\n"),
+            env: env_vars(&no_color),
+        });
+        server.create_datasource(&json!({"name": "plain", "auth": {"method": "basic"}}));
+        let output = server.cli(&["datasource", "list"], &no_color, None);
+        assert!(output.status.success(), "datasource list failed");
+        assert!(server.terminate().success());
+
+        let log = server.log();
+        assert!(
+            log.contains("authcfg is listening"),
+            "the {format} log lacks the start line: {log}"
+        );
+        let coloured: Vec<&str> = log.lines().filter(|line| line.contains('\u{1b}')).collect();
+        assert!(
+            coloured.is_empty(),
+            "the {format} log has ANSI escape codes in {} lines, such as {:?}",
+            coloured.len(),
+            coloured.first()
+        );
+    }
 }
 
 #[test]
