@@ -42,6 +42,14 @@ pub fn import_environment(
         unchanged = report.unchanged.len(),
         "imported credentials from the environment"
     );
+    if !report.kept_stored.is_empty() {
+        // A token endpoint that rotates refresh tokens revokes the old one,
+        // so importing the variable again would break the next exchange.
+        tracing::warn!(
+            variables = ?report.kept_stored,
+            "ignored refresh token variables that differ from the stored refresh tokens, which the token endpoint may have rotated: to replace a stored refresh token, use `authcfg credentials set` or PUT /v1/datasources/<name>/credentials, or change the client id or secret together with it"
+        );
+    }
     if !report.unmatched.is_empty() {
         tracing::warn!(
             variables = ?report.unmatched,

@@ -510,6 +510,78 @@ fn rotated_refresh_token_survives_restart() {
 }
 
 #[test]
+fn kept_refresh_token_is_reported() {
+    let endpoint = TokenEndpoint::start("kept-token");
+    endpoint.add_client("ledger-client", "ledger-secret");
+    endpoint.set_refresh_token("ledger-client", "initial-refresh-token");
+    let mut server = Server::start();
+    let mut body = bearer_datasource("ledger", &endpoint.token_url());
+    body["auth"]["grant_type"] = json!("refresh_token");
+    server.create_datasource(&body);
+    let pairs = [
+        ("AUTHCFG_DS_LEDGER_CLIENT_ID", "ledger-client"),
+        ("AUTHCFG_DS_LEDGER_CLIENT_SECRET", "ledger-secret"),
+        ("AUTHCFG_DS_LEDGER_REFRESH_TOKEN", "initial-refresh-token"),
+    ];
+    server.restart_with_env(env_vars(&pairs));
+
+    // The exchange rotates the refresh token, so the stored one now differs
+    // from the variable.
+    let first = server.authorize("ledger");
+    assert_eq!(first.status, 200, "the exchange failed: {}", first.body);
+    let rotated = server.get("/v1/datasources/ledger").json()["credentials"].clone();
+    let values = [
+        "initial-refresh-token",
+        "kept-token-refresh",
+        "ledger-secret",
+    ];
+
+    // The command line prints the ignored variable and logs a warning.
+    let output = server.cli(&["credentials", "import-env"], &pairs, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "import-env failed: {stderr}");
+    assert!(
+        stdout.lines().any(
+            |line| line.starts_with("ignored, the stored refresh token was kept")
+                && line.contains("AUTHCFG_DS_LEDGER_REFRESH_TOKEN")
+        ),
+        "the report does not name the ignored variable: {stdout}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("AUTHCFG_DS_LEDGER_REFRESH_TOKEN")),
+        "no warning names the ignored variable: {stderr}"
+    );
+
+    // `serve` logs the same warning at start.
+    let before = server.log().len();
+    server.restart_with_env(env_vars(&pairs));
+    let log = server.log()[before..].to_owned();
+    assert!(
+        log.lines().any(|line| line.contains("WARN")
+            && line.contains("ignored refresh token variables")
+            && line.contains("AUTHCFG_DS_LEDGER_REFRESH_TOKEN")),
+        "serve does not warn about the ignored variable: {log}"
+    );
+
+    for value in values {
+        assert!(
+            !stdout.contains(value),
+            "the report shows a value: {stdout}"
+        );
+        assert!(!stderr.contains(value), "the log shows a value: {stderr}");
+        assert!(!log.contains(value), "the serve log shows a value");
+    }
+    let kept = server.get("/v1/datasources/ledger").json()["credentials"].clone();
+    assert_eq!(
+        kept["fingerprint"], rotated["fingerprint"],
+        "the import replaced the rotated refresh token"
+    );
+}
+
+#[test]
 fn audit_pages_walk_every_event() {
     let server = Server::start();
     for name in ["au-a", "au-b", "au-c", "au-d", "au-e"] {
