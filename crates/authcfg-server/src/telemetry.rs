@@ -2,6 +2,7 @@
 //! metrics, and problem+json for the error responses that actix-web builds
 //! itself (404, 405, extractor errors).
 
+use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -35,6 +36,9 @@ pub struct RequestId(pub String);
 /// Installs the global `tracing` subscriber: `format` lines on standard
 /// error, filtered by `filter` (`EnvFilter` syntax, already validated).
 ///
+/// Text lines are coloured only when standard error is a terminal, so that
+/// log files and log collectors get no ANSI escape codes (see [`use_colour`]).
+///
 /// # Errors
 ///
 /// Returns an error when a subscriber is already installed or the filter is invalid.
@@ -43,9 +47,15 @@ pub fn init_logging(
     filter: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter = EnvFilter::try_new(filter)?;
+    let colour = use_colour(
+        format,
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(true);
     match format {
         LogFormat::Text => builder.try_init(),
@@ -55,6 +65,19 @@ pub fn init_logging(
             .with_span_list(false)
             .try_init(),
     }
+}
+
+/// Decides whether log lines carry ANSI colour codes: only text lines on a
+/// terminal, and not when the `NO_COLOR` variable is set to a non-empty value
+/// (<https://no-color.org>). JSON lines never do, because a colour code would
+/// end up inside a string value.
+pub fn use_colour(
+    format: LogFormat,
+    stderr_is_terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+) -> bool {
+    let no_color = no_color.is_some_and(|value| !value.is_empty());
+    format == LogFormat::Text && stderr_is_terminal && !no_color
 }
 
 /// Returns the client's request id when it is safe to log and echo: 1 to 128
@@ -262,6 +285,29 @@ mod tests {
         let generated = response.headers().get(&REQUEST_ID_HEADER).unwrap();
         assert_eq!(generated.len(), 32);
         assert_ne!(generated, "not valid!");
+    }
+
+    #[test]
+    fn colour_only_for_text_on_terminal() {
+        let set = std::ffi::OsStr::new("1");
+        let empty = std::ffi::OsStr::new("");
+        // Each row: format, standard error is a terminal, NO_COLOR, colour.
+        let cases: &[(LogFormat, bool, Option<&std::ffi::OsStr>, bool)] = &[
+            (LogFormat::Text, true, None, true),
+            (LogFormat::Text, true, Some(empty), true),
+            (LogFormat::Text, true, Some(set), false),
+            (LogFormat::Text, false, None, false),
+            (LogFormat::Json, true, None, false),
+            (LogFormat::Json, false, None, false),
+        ];
+
+        for (format, terminal, no_color, expected) in cases {
+            assert_eq!(
+                use_colour(*format, *terminal, *no_color),
+                *expected,
+                "{format:?}, terminal {terminal}, NO_COLOR {no_color:?}"
+            );
+        }
     }
 
     #[test]
