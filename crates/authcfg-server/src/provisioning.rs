@@ -696,6 +696,59 @@ auth = { method = "basic" }
         assert_eq!(report.deleted, ["crm-prod"]);
     }
 
+    /// Returns the TOML blocks of a Markdown text, each without its fences.
+    fn toml_blocks(markdown: &str) -> Vec<String> {
+        markdown
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn documented_examples_apply() {
+        // The example of this file's header, with the `//! ` prefixes removed.
+        let header: String = include_str!("provisioning.rs")
+            .lines()
+            .take_while(|line| line.starts_with("//!"))
+            .map(|line| format!("{}\n", line.trim_start_matches("//!").trim_start()))
+            .collect();
+        let header_examples = toml_blocks(&header);
+        let guide = include_str!("../../../docs/configuration.md");
+        let section = guide
+            .split("\n## Provisioning file\n")
+            .nth(1)
+            .expect("docs/configuration.md has a Provisioning file section")
+            .split("\n## ")
+            .next()
+            .unwrap();
+        let guide_examples = toml_blocks(section);
+
+        assert_eq!(header_examples.len(), 1, "{header}");
+        assert_eq!(
+            guide_examples.first(),
+            header_examples.first(),
+            "the guide's first example differs from the module's"
+        );
+        for example in header_examples.iter().chain(&guide_examples) {
+            let (dir, store) = open_store();
+            let declared: Vec<String> = example
+                .parse::<toml::Table>()
+                .unwrap()
+                .get("datasources")
+                .and_then(toml::Value::as_array)
+                .unwrap()
+                .iter()
+                .map(|entry| entry["name"].as_str().unwrap().to_owned())
+                .collect();
+
+            let report = apply_provisioning(&store, &write(&dir, example))
+                .unwrap_or_else(|error| panic!("{error}\n{example}"));
+
+            assert_eq!(report.created, declared, "{example}");
+        }
+    }
+
     #[test]
     fn insecure_token_url_allowed_by_option() {
         let (dir, store) = open_store();
