@@ -517,25 +517,45 @@ fn stale_if_match_is_precondition_failed() {
 #[test]
 fn wrong_content_type_changes_nothing() {
     let server = Server::start();
+    server.create_datasource(&json!({"name": "typed", "auth": {"method": "basic"}}));
     let before = server.get("/v1/datasources");
-
-    let reply = server.call_raw(
-        "POST",
-        "/v1/datasources",
-        Some(server.admin()),
-        &[],
-        Some((
+    // Each row: method, path, media type and a JSON body that would be valid.
+    let cases = [
+        (
+            "POST",
+            "/v1/datasources",
             "text/plain",
-            br#"{"name": "plain", "auth": {"method": "basic"}}"#.to_vec(),
-        )),
-    );
+            json!({"name": "plain", "auth": {"method": "basic"}}),
+        ),
+        (
+            "PUT",
+            "/v1/datasources/typed/credentials",
+            "application/x-www-form-urlencoded",
+            json!({"client_id": "typed-user", "client_secret": "typed-password"}),
+        ),
+        (
+            "PATCH",
+            "/v1/datasources/typed",
+            "application/xml",
+            json!({"description": "changed"}),
+        ),
+    ];
 
-    assert!(
-        matches!(reply.status, 400 | 415),
-        "text/plain was accepted with {}: {}",
-        reply.status,
-        reply.body
-    );
-    assert_problem(&reply, reply.status);
+    for (method, path, content_type, body) in cases {
+        let reply = server.call_raw(
+            method,
+            path,
+            Some(server.admin()),
+            &[],
+            Some((content_type, body.to_string().into_bytes())),
+        );
+
+        let problem = assert_problem(&reply, 415);
+        assert_eq!(
+            problem["type"],
+            json!("https://authcfg.dev/problems/unsupported-media-type"),
+            "{method} {path} with {content_type}"
+        );
+    }
     assert_eq!(before.body, server.get("/v1/datasources").body);
 }

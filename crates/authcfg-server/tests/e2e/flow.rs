@@ -390,6 +390,14 @@ fn service_routes_answer_without_token() {
             "{path} returned {}: {}",
             reply.status, reply.body
         );
+
+        // These routes do not check a token, so an invalid one is ignored.
+        let with_invalid = server.call("GET", path, Some("not-an-api-token"), None);
+        assert_eq!(
+            with_invalid.status, 200,
+            "{path} with an invalid token returned {}: {}",
+            with_invalid.status, with_invalid.body
+        );
     }
 
     let openapi = server.call("GET", "/openapi.json", None, None).json();
