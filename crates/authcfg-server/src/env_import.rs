@@ -112,7 +112,8 @@ pub enum ImportError {
     /// as `crm-prod` and `crm_prod`, so their variables are ambiguous.
     #[error(
         "data sources {first:?} and {second:?} both read variables starting with {prefix}: \
-         rename or delete one of them"
+         delete one of them with `authcfg datasource delete NAME`, and create it again under \
+         a name with another prefix if it is still needed"
     )]
     PrefixCollision {
         /// The shared prefix, such as `AUTHCFG_DS_CRM_PROD_`.
@@ -990,7 +991,7 @@ mod tests {
             }
             other => panic!("expected PrefixCollision, got {other}"),
         }
-        assert!(error.to_string().contains("rename or delete one"));
+        assert!(error.to_string().contains("delete one of them"));
     }
 
     #[test]
