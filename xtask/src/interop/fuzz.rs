@@ -87,13 +87,19 @@ pub(crate) fn run(
 }
 
 /// Returns the number of generated test cases from schemathesis' summary,
-/// which has a line such as `Test cases:  1234 generated, 1234 passed`.
+/// which has a line such as `Test cases:  1234 generated, 1234 passed`, or
+/// puts the counts on the line after `Test cases:` when the terminal is narrow.
 fn generated_cases(output: &str) -> Option<u64> {
-    output
-        .lines()
-        .rev()
-        .filter_map(|line| line.trim().strip_prefix("Test cases:"))
-        .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
+    let lines: Vec<&str> = output.lines().collect();
+    lines.iter().enumerate().rev().find_map(|(index, line)| {
+        let rest = line.trim().strip_prefix("Test cases:")?;
+        let counts = if rest.trim().is_empty() {
+            lines.get(index + 1)?
+        } else {
+            rest
+        };
+        counts.split_whitespace().next()?.parse().ok()
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +110,11 @@ mod tests {
     fn generated_cases_from_summary() {
         let output = "API Operations:  13 selected, 13 tested\nTest cases:  1234 generated, 1230 passed, 4 skipped\n";
         assert_eq!(generated_cases(output), Some(1234));
+        assert_eq!(
+            generated_cases("Test cases:\n  1969 generated, 1969 passed\n"),
+            Some(1969)
+        );
         assert_eq!(generated_cases("no summary"), None);
+        assert_eq!(generated_cases("Test cases:"), None);
     }
 }
