@@ -312,11 +312,14 @@ impl Settings {
         };
 
         let log_level = reader.string("log_level")?.unwrap_or_default();
+        if let Err(detail) = check_log_filter(&log_level) {
+            return Err(reader.invalid("log_level", detail));
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(reader.invalid(
                 "log_level",
                 format!(
-                    "{log_level:?} is not a log filter ({error}): use a level such as \"info\" or \"debug\", or directives such as \"info,authcfg_server=debug\""
+                    "{log_level:?} is not a log filter ({error}): {LOG_LEVEL_HINT}"
                 ),
             ));
         }
@@ -387,6 +390,63 @@ impl Settings {
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
     }
+}
+
+/// The fix shown with every rejected `log_level` value.
+const LOG_LEVEL_HINT: &str = "use one of the levels trace, debug, info, warn, error or off, or comma-separated directives such as \"info,authcfg_server=debug\" (each directive is a level or target=level)";
+
+/// The levels a `log_level` directive accepts, lowercase.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `log_level` value more strictly than `EnvFilter` does.
+///
+/// `EnvFilter` reads a bare word that is not a level, such as `verbose` or
+/// `WARNING`, as a target name enabled at every level, which silently turns
+/// off all other logging. Here every comma-separated directive must be a
+/// level or `target=level` (a target may carry a `[span{field}]` part), and
+/// the value must not be empty.
+fn check_log_filter(value: &str) -> Result<(), String> {
+    let is_level = |word: &str| {
+        let word = word.trim();
+        LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word))
+    };
+    let suggestion = |word: &str| -> String {
+        let lower = word.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "warning" => " (did you mean \"warn\"?)".to_owned(),
+            "err" | "fatal" | "critical" => " (did you mean \"error\"?)".to_owned(),
+            "verbose" | "all" => " (did you mean \"debug\" or \"trace\"?)".to_owned(),
+            "none" | "quiet" | "silent" => " (did you mean \"off\"?)".to_owned(),
+            _ => String::new(),
+        }
+    };
+
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(format!("the value is empty: {LOG_LEVEL_HINT}"));
+    }
+    for directive in directives {
+        match directive.rsplit_once('=') {
+            None if !is_level(directive) => {
+                return Err(format!(
+                    "{directive:?} is not a log level{}: {LOG_LEVEL_HINT}",
+                    suggestion(directive)
+                ));
+            }
+            Some((target, level)) if target.trim().is_empty() || !is_level(level) => {
+                return Err(format!(
+                    "{directive:?} is not a directive of the form target=level{}: {LOG_LEVEL_HINT}",
+                    suggestion(level)
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Returns the environment variable that sets `key`, such as `AUTHCFG_BIND`.
@@ -612,6 +672,46 @@ mod tests {
                 error.to_string().contains(expected_env),
                 "case {pairs:?}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn log_level_accepts_levels_and_directives() {
+        for value in [
+            "info",
+            "WARN",
+            "off",
+            "info,authcfg_server=debug",
+            "warn,actix_web=error",
+            "authcfg_server[request]=trace",
+        ] {
+            let settings = load_env(&[("AUTHCFG_LOG_LEVEL", value)]);
+
+            assert!(settings.is_ok(), "case {value:?}: {:?}", settings.err());
+        }
+    }
+
+    #[test]
+    fn log_level_rejects_unknown_level_with_hint() {
+        // (value, text the error must contain)
+        let cases: &[(&str, &str)] = &[
+            ("verbose", "\"verbose\" is not a log level"),
+            ("WARNING", "did you mean \"warn\""),
+            ("info,authcfg_server=loud", "target=level"),
+            (",", "the value is empty"),
+        ];
+
+        for (value, expected) in cases {
+            let error = load_env(&[("AUTHCFG_LOG_LEVEL", value)]).unwrap_err();
+            let message = error.to_string();
+
+            assert!(
+                matches!(error, ConfigError::Invalid { key: "log_level", .. }),
+                "case {value:?}: {message}"
+            );
+            assert!(message.contains("AUTHCFG_LOG_LEVEL"), "case {value:?}: {message}");
+            assert!(message.contains(expected), "case {value:?}: {message}");
+            assert!(message.contains("trace, debug, info, warn, error or off"), "{message}");
         }
     }
 
