@@ -318,9 +318,7 @@ impl Settings {
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(reader.invalid(
                 "log_level",
-                format!(
-                    "{log_level:?} is not a log filter ({error}): {LOG_LEVEL_HINT}"
-                ),
+                format!("{log_level:?} is not a log filter ({error}): {LOG_LEVEL_HINT}"),
             ));
         }
 
@@ -408,7 +406,9 @@ const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 fn check_log_filter(value: &str) -> Result<(), String> {
     let is_level = |word: &str| {
         let word = word.trim();
-        LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word))
+        LOG_LEVELS
+            .iter()
+            .any(|level| level.eq_ignore_ascii_case(word))
     };
     let suggestion = |word: &str| -> String {
         let lower = word.trim().to_ascii_lowercase();
@@ -706,12 +706,24 @@ mod tests {
             let message = error.to_string();
 
             assert!(
-                matches!(error, ConfigError::Invalid { key: "log_level", .. }),
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        key: "log_level",
+                        ..
+                    }
+                ),
                 "case {value:?}: {message}"
             );
-            assert!(message.contains("AUTHCFG_LOG_LEVEL"), "case {value:?}: {message}");
+            assert!(
+                message.contains("AUTHCFG_LOG_LEVEL"),
+                "case {value:?}: {message}"
+            );
             assert!(message.contains(expected), "case {value:?}: {message}");
-            assert!(message.contains("trace, debug, info, warn, error or off"), "{message}");
+            assert!(
+                message.contains("trace, debug, info, warn, error or off"),
+                "{message}"
+            );
         }
     }
 

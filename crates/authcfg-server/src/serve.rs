@@ -5,7 +5,9 @@
 //! credentials from the environment, load the in-memory copies, then bind. SIGTERM
 //! and SIGINT stop accepting connections and give in-flight requests
 //! `shutdown_timeout_secs` to finish; queued audit events are written before
-//! the process exits.
+//! the process exits. The signals are handled here rather than by actix-web,
+//! because actix-web stops at once on SIGINT; a second SIGINT or SIGTERM
+//! during the graceful stop closes the remaining connections at once.
 
 use std::sync::Arc;
 
@@ -161,6 +163,7 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
             .configure(|config| crate::api::configure(config, body_limit))
             .wrap(middleware::from_fn(crate::telemetry::request_context))
     })
+    .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if settings.workers > 0 {
         server = server.workers(settings.workers);
@@ -181,7 +184,14 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
         datasources = state.snapshot.len(),
         "authcfg is listening"
     );
-    server.await.context("the HTTP server failed")?;
+    // The graceful stop runs inside the server future, which handles no
+    // further command until it ends, so a forced stop leaves that future
+    // behind instead; the worker threads end with the process.
+    let forced = stop_on_signals(server.handle());
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        () = forced => {}
+    }
 
     tracing::info!("stopped accepting requests; writing queued audit events");
     refresher.abort();
@@ -191,4 +201,71 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
     audit_task.abort();
     tracing::info!("authcfg stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT and starts the graceful stop of `server`;
+/// returns only when a second signal arrives during that stop, to stop at once.
+async fn stop_on_signals(server: actix_web::dev::ServerHandle) {
+    let mut signals = match ShutdownSignals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM and SIGINT: stop the process with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+
+    let signal = signals.next().await;
+    tracing::info!(
+        signal,
+        "stopping: no new connections; in-flight requests get shutdown_timeout_secs to finish (send the signal again to stop at once)"
+    );
+    actix_web::rt::spawn(async move { server.stop(true).await });
+
+    let signal = signals.next().await;
+    tracing::warn!(
+        signal,
+        "second signal: stopping now without waiting for in-flight requests"
+    );
+}
+
+/// The SIGTERM and SIGINT streams (only SIGINT, through Ctrl-C, off Unix).
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    /// Returns the name of the next signal received.
+    #[cfg(unix)]
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    /// Returns the name of the next signal received.
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> &'static str {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        "SIGINT"
+    }
 }
