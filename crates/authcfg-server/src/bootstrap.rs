@@ -138,6 +138,38 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the store {}", path.display()))
 }
 
+/// Opens the existing store of the configuration for a CLI command other
+/// than `serve`; never creates a data directory, master key or database.
+///
+/// Only `serve` sets up a new data directory, so that a command run with a
+/// forgotten or mistyped `data_dir` fails instead of working on a new, empty
+/// store (a backup of which would look fine and hold nothing).
+///
+/// # Errors
+///
+/// Returns an error naming the data directory when it holds no store, or
+/// when the key or the database fails.
+pub fn open_existing_store(settings: &Settings) -> anyhow::Result<Store> {
+    let path = settings.database_path();
+    if !path.is_file() {
+        bail!(
+            "no authcfg store in data_dir {} (AUTHCFG_DATA_DIR): {} does not exist; point data_dir (AUTHCFG_DATA_DIR or --config) at the existing data directory, or run `authcfg serve` once to create a new one",
+            settings.data_dir.display(),
+            path.display()
+        );
+    }
+    if let MasterKeySource::Generated(key_path) = &settings.master_key {
+        if !key_path.exists() {
+            bail!(
+                "the store {} exists but its master key file {} is missing: restore the key file from your backup, or set master_key_file (AUTHCFG_MASTER_KEY_FILE) or master_key (AUTHCFG_MASTER_KEY) to the key the store was created with",
+                path.display(),
+                key_path.display()
+            );
+        }
+    }
+    open_store(settings)
+}
+
 /// Creates the first admin API token when the store has no active admin
 /// token, and writes it to `<data_dir>/admin.token` with mode 0600.
 ///
@@ -177,4 +209,67 @@ pub fn ensure_admin_token(settings: &Settings, store: &Store) -> anyhow::Result<
         "created the first admin API token: read it from the file, store it in a secret manager and delete the file"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_for(data_dir: &Path) -> Settings {
+        let config = data_dir
+            .parent()
+            .unwrap_or(data_dir)
+            .join("authcfg-test.toml");
+        fs::write(&config, "").unwrap();
+        let vars = vec![(
+            "AUTHCFG_DATA_DIR".to_owned(),
+            data_dir.display().to_string(),
+        )];
+        Settings::load_from(Some(&config), &vars).unwrap()
+    }
+
+    #[test]
+    fn cli_commands_do_not_create_a_store() {
+        let root = tempfile::tempdir().unwrap();
+        // (case, data directory that exists beforehand or not)
+        let cases = [("missing directory", false), ("empty directory", true)];
+
+        for (case, exists) in cases {
+            let data_dir = root.path().join(case.replace(' ', "-"));
+            if exists {
+                fs::create_dir(&data_dir).unwrap();
+            }
+            let settings = settings_for(&data_dir);
+
+            let message = open_existing_store(&settings).unwrap_err().to_string();
+
+            assert!(
+                message.contains(&data_dir.display().to_string()),
+                "{case}: {message}"
+            );
+            assert!(message.contains("AUTHCFG_DATA_DIR"), "{case}: {message}");
+            assert!(message.contains("authcfg serve"), "{case}: {message}");
+            assert_eq!(data_dir.exists(), exists, "{case}: the directory changed");
+            assert!(
+                !data_dir.join("master.key").exists(),
+                "{case}: a key was generated"
+            );
+            assert!(
+                !settings.database_path().exists(),
+                "{case}: a store was created"
+            );
+        }
+    }
+
+    #[test]
+    fn cli_commands_open_a_store_made_by_serve() {
+        let root = tempfile::tempdir().unwrap();
+        let data_dir = root.path().join("data");
+        let settings = settings_for(&data_dir);
+        drop(open_store(&settings).unwrap());
+
+        let store = open_existing_store(&settings);
+
+        assert!(store.is_ok(), "{:?}", store.err());
+    }
 }

@@ -275,7 +275,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys(&settings, command),
         Command::ApiToken(command) => api_token(&settings, command),
         Command::Backup { path } => {
-            let store = bootstrap::open_store(&settings)?;
+            let store = bootstrap::open_existing_store(&settings)?;
             store
                 .backup(&path)
                 .with_context(|| format!("cannot back up to {}", path.display()))?;
@@ -309,7 +309,7 @@ fn audit_cli(
 }
 
 fn datasource(settings: &Settings, command: DatasourceCommand) -> anyhow::Result<()> {
-    let store = bootstrap::open_store(settings)?;
+    let store = bootstrap::open_existing_store(settings)?;
     match command {
         DatasourceCommand::List => {
             let mut cursor: Option<String> = None;
@@ -420,7 +420,7 @@ fn zeroize_string(text: &mut String) {
 }
 
 fn credentials(settings: &Settings, command: CredentialsCommand) -> anyhow::Result<()> {
-    let store = bootstrap::open_store(settings)?;
+    let store = bootstrap::open_existing_store(settings)?;
     match command {
         CredentialsCommand::Set(args) => {
             let datasource = store.get_datasource(&args.name)?;
@@ -485,7 +485,7 @@ fn credentials(settings: &Settings, command: CredentialsCommand) -> anyhow::Resu
 }
 
 fn token(settings: &Settings, name: &str, force_refresh: bool) -> anyhow::Result<()> {
-    let store = bootstrap::open_store(settings)?;
+    let store = bootstrap::open_existing_store(settings)?;
     let datasource = store.get_datasource(name)?;
     let Some(summary) = store.credentials_summary(name)? else {
         let prefix = crate::env_import::env_var_prefix(name);
@@ -544,7 +544,7 @@ fn token(settings: &Settings, name: &str, force_refresh: bool) -> anyhow::Result
 }
 
 fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
-    let store = bootstrap::open_store(settings)?;
+    let store = bootstrap::open_existing_store(settings)?;
     match command {
         KeysCommand::Status => print_json(&store.key_status()?),
         KeysCommand::RotateMaster {
@@ -586,7 +586,7 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
 }
 
 fn api_token(settings: &Settings, command: ApiTokenCommand) -> anyhow::Result<()> {
-    let store = bootstrap::open_store(settings)?;
+    let store = bootstrap::open_existing_store(settings)?;
     match command {
         ApiTokenCommand::Create {
             label,
