@@ -60,14 +60,13 @@ Options:
 /// Number of threads that create the data sources of the memory reading.
 const SETUP_THREADS: usize = 8;
 
-/// How long the token endpoint waits before it answers a stampede's token
-/// request.
+/// Delay of the token endpoint's response to a stampede's token request.
 const STAMPEDE_TOKEN_DELAY_MS: u64 = 250;
 
 /// The request body of every authorization request.
 const AUTHORIZATION_BODY: &str = "{}";
 
-/// What one `cargo xtask bench` measures.
+/// The settings of one `cargo xtask bench`.
 #[derive(Debug, Clone)]
 struct Options {
     duration: Duration,
@@ -553,7 +552,7 @@ fn audit_events_dropped(server: &Authcfg) -> Option<u64> {
         .map(|value| value as u64)
 }
 
-/// Starts `bench-servers COMMAND` on `port` and waits until `probe` answers.
+/// Starts `bench-servers COMMAND` on `port` and waits until `probe` returns a response.
 fn start_helper(
     binaries: &Binaries,
     scratch: &Path,
@@ -711,7 +710,7 @@ fn create_with_credentials(
     Ok(())
 }
 
-/// Creates `tokens` bearer data sources and asks for a header for each, so
+/// Creates `tokens` bearer data sources and requests a header for each, so
 /// that the server caches that many distinct access tokens, and reads the
 /// resident memory before and after.
 fn fill_cache(
@@ -763,7 +762,7 @@ fn fill_cache(
                 scope.spawn(move || -> anyhow::Result<()> {
                     // A failed data source is counted and skipped, so that a
                     // rare server error is reported with the figures instead
-                    // of discarding them; many failures stop the fill.
+                    // of discarding them. Many failures stop the fill.
                     let mut index = thread;
                     while index < tokens {
                         match fill_one(&agent, index) {
@@ -816,7 +815,7 @@ fn fill_cache(
     let rss_after = process::resident_memory(pid)?;
     let upstream = counts.read()?.token - before.token;
 
-    // The server's log lines of the first failed request say why it failed.
+    // The server's log lines of the first failed request contain the cause.
     let first_failure = first_failure
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -26,7 +26,7 @@ const READY_POLL: Duration = Duration::from_millis(5);
 /// How long a shutdown may take before the server is killed.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
-/// How one `authcfg serve` process ended after SIGTERM.
+/// The end of one `authcfg serve` process after SIGTERM.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shutdown {
     /// Time from SIGTERM to the exit, or to the kill.
@@ -86,7 +86,7 @@ impl Authcfg {
     }
 
     /// Starts `authcfg serve` on a free loopback port and returns the time
-    /// from the start of the process to the first `/readyz` answer with 200.
+    /// from the start of the process to the first `/readyz` response with status 200.
     pub(crate) fn start(&mut self) -> anyhow::Result<Duration> {
         anyhow::ensure!(self.process.is_none(), "authcfg serve is already running");
         let port = free_port()?;
@@ -234,7 +234,7 @@ impl Authcfg {
             String::from_utf8_lossy(&output.stderr).trim()
         );
         let token = extract_token(&stdout)
-            .context("the output of authcfg api-token create holds no token")?;
+            .context("no token found in the output of authcfg api-token create")?;
 
         // A token created by another process reaches the running server's
         // in-memory index after a short delay.

@@ -28,7 +28,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 fn groups() -> MutexGuard<'static, BTreeSet<u32>> {
     // Every change to the registry is a single insert or remove, so a
-    // poisoned registry still holds valid ids.
+    // poisoned registry still contains valid ids.
     GROUPS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use super::{LoadResult, Results, Round};
 
-/// Ratio of cache-hit throughput to the ceiling's that the target asks for.
+/// Minimum ratio of cache-hit throughput to the ceiling's throughput.
 const MIN_THROUGHPUT_RATIO: f64 = 0.75;
 
 /// Largest ratio of cache-hit p99 latency to the ceiling's p99.
 const MAX_P99_RATIO: f64 = 2.0;
 
-/// Longest start-up to ready.
+/// Maximum time from the start of the process to ready.
 const MAX_STARTUP: Duration = Duration::from_secs(1);
 
 /// Largest resident memory when idle, in bytes (25 MB).
