@@ -497,22 +497,30 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
         ExchangeError::Load(_) | ExchangeError::Persist(_) | ExchangeError::Client(_) => {
             ApiError::internal(error)
         }
-        ref other if other.is_timeout() => ApiError::new(
-            ProblemKind::UpstreamTimeout,
-            format!("the token endpoint of data source {datasource:?} timed out: {other}"),
-        ),
+        // Whatever the cause, no request went upstream: the client should
+        // retry after the back-off, so the answer is always 503 with
+        // Retry-After, and the cause travels in the problem.
         ExchangeError::BackingOff {
             retry_after,
             ref cause,
-        } if !cause.is_permanent() => ApiError::new(
-            ProblemKind::Unavailable,
-            format!("token requests of data source {datasource:?} are backing off after a failure: {cause}"),
-        )
-        .with_retry_after(retry_after.as_secs().max(1))
-        .with_upstream(
-            cause.rfc_error_code().map(str::to_owned),
-            upstream_description(cause),
-            cause.upstream_status(),
+        } => {
+            let seconds = retry_after_seconds(retry_after);
+            ApiError::new(
+                ProblemKind::Unavailable,
+                format!(
+                    "token requests of data source {datasource:?} are backing off for {seconds} s after a failure: {cause}"
+                ),
+            )
+            .with_retry_after(seconds)
+            .with_upstream(
+                cause.rfc_error_code().map(str::to_owned),
+                upstream_description(cause),
+                cause.upstream_status(),
+            )
+        }
+        ref other if other.is_timeout() => ApiError::new(
+            ProblemKind::UpstreamTimeout,
+            format!("the token endpoint of data source {datasource:?} timed out: {other}"),
         ),
         other => {
             let description = upstream_description(&other);
@@ -527,6 +535,13 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
             )
         }
     }
+}
+
+/// Returns a back-off delay in whole seconds for `Retry-After`, rounded up
+/// and at least 1, so that a client that waits that long is not refused again.
+fn retry_after_seconds(delay: std::time::Duration) -> u64 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 fn upstream_description(error: &authcfg_exchange::Error) -> Option<String> {
@@ -689,6 +704,76 @@ mod tests {
             assert_eq!(actual.as_u16(), status, "{body}");
             if let Some(code) = code {
                 assert_eq!(body["error"], code);
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn backing_off_is_503_with_retry_after_and_cause() {
+        use authcfg_exchange::Error as ExchangeError;
+        use std::time::Duration;
+
+        // (cause, back-off left, expected Retry-After, expected RFC error code)
+        let cases: Vec<(ExchangeError, Duration, &str, Option<&str>)> = vec![
+            (
+                ExchangeError::Upstream {
+                    error: "invalid_client".to_owned(),
+                    description: Some("client authentication failed".to_owned()),
+                    status: Some(401),
+                    permanent: true,
+                    retry_after: None,
+                },
+                Duration::from_millis(1466),
+                "2",
+                Some("invalid_client"),
+            ),
+            (
+                ExchangeError::HttpStatus {
+                    status: 503,
+                    permanent: false,
+                    retry_after: None,
+                },
+                Duration::from_secs(3),
+                "3",
+                None,
+            ),
+            (
+                ExchangeError::Timeout {
+                    after: Duration::from_secs(10),
+                },
+                Duration::from_millis(10),
+                "1",
+                None,
+            ),
+        ];
+
+        for (cause, retry_after, expected_header, code) in cases {
+            let error = ExchangeError::BackingOff {
+                retry_after,
+                cause: Box::new(cause),
+            };
+            let response = from_exchange(error, "crm-prod").error_response();
+            let header = response
+                .headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .map(|value| value.to_str().unwrap().to_owned());
+            let status = response.status();
+            let bytes = to_bytes(response.into_body()).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+
+            assert_eq!(status.as_u16(), 503, "{body}");
+            assert_eq!(header.as_deref(), Some(expected_header), "{body}");
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains(&format!("backing off for {expected_header} s")),
+                "{body}"
+            );
+            match code {
+                Some(code) => {
+                    assert_eq!(body["error"], code, "{body}");
+                    assert_eq!(body["error_description"], "client authentication failed");
+                }
+                None => assert!(body.get("error").is_none(), "{body}"),
             }
         }
     }
