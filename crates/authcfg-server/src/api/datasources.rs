@@ -19,7 +19,7 @@ use crate::token_url::check_token_url;
 /// Page size when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 /// Largest accepted `limit`.
-const MAX_LIMIT: usize = 500;
+pub(crate) const MAX_LIMIT: usize = 500;
 /// Attempts of an unconditional patch that races with other updates.
 const MAX_UPDATE_ATTEMPTS: u32 = 5;
 

@@ -29,15 +29,9 @@ pub use system::{Health, Readiness};
 pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
     config
         .app_data(web::PayloadConfig::new(body_limit_bytes))
-        .app_data(
-            web::QueryConfig::default().error_handler(|error, _request| {
-                ApiError::new(
-                    ProblemKind::BadRequest,
-                    format!("invalid query string: {error}: check the parameter names and values"),
-                )
-                .into()
-            }),
-        )
+        .app_data(web::QueryConfig::default().error_handler(|error, request| {
+            query_problem(request.query_string(), &error.to_string()).into()
+        }))
         .app_data(web::PathConfig::default().error_handler(|error, _request| {
             ApiError::new(ProblemKind::BadRequest, format!("invalid path: {error}")).into()
         }))
@@ -134,14 +128,147 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
             "the request body is empty: send a JSON object",
         ));
     }
+    if let Some(kind) = non_object_json(body) {
+        return Err(ApiError::new(
+            ProblemKind::BadRequest,
+            format!("the body must be a JSON object, got {kind}: send an object such as {{\"name\": ...}}"),
+        ));
+    }
     authcfg_model::parse_json(body).map_err(malformed)
 }
 
-/// Turns a parse error of the body into a 400 that keeps the field pointers.
+/// Returns what a body holds when it is valid JSON but not an object, such
+/// as "an array"; `None` for an object or for invalid JSON, which the parser
+/// words itself.
+fn non_object_json(body: &[u8]) -> Option<&'static str> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace())?;
+    if *first == b'{' {
+        return None;
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    Some(match first {
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    })
+}
+
+/// Turns a parse error of the body into a 400 that keeps the field pointers,
+/// with serde's type names replaced by plain words.
 pub(crate) fn malformed(errors: ValidationErrors) -> ApiError {
-    let mut error = ApiError::validation(errors);
+    let errors = errors
+        .into_errors()
+        .into_iter()
+        .map(|mut error| {
+            error.detail = plain_detail(&error.detail);
+            error
+        })
+        .collect();
+    let mut error = match ValidationErrors::new(errors) {
+        Some(errors) => ApiError::validation(errors),
+        None => ApiError::new(
+            ProblemKind::BadRequest,
+            "the body is invalid: send a JSON object",
+        ),
+    };
     error.set_kind(ProblemKind::BadRequest);
     error
+}
+
+/// Rewrites serde's "invalid type: X, expected Y", "invalid value: X,
+/// expected Y" and "invalid length" messages in plain words; other messages
+/// pass unchanged. The values were already removed by the model's parser.
+fn plain_detail(detail: &str) -> String {
+    if detail.starts_with("invalid length ") {
+        return "must be a JSON object".to_owned();
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = detail.strip_prefix(prefix) else {
+            continue;
+        };
+        let (got, expected) = match rest.split_once(", expected ") {
+            Some((got, expected)) => (got.trim(), Some(expected.trim())),
+            None => (rest.trim(), None),
+        };
+        let expected = expected.map(plain_expected);
+        let got = match (prefix, got, expected) {
+            // serde reports a negative number for an unsigned field as an
+            // invalid integer value.
+            ("invalid value: ", "integer", Some(_)) => "a negative number",
+            (_, "integer", _) => "a whole number",
+            (_, "floating point", _) => "a number with a fraction",
+            (_, "string", _) => "a string",
+            (_, "boolean", _) => "a boolean",
+            (_, "sequence", _) => "an array",
+            (_, "map", _) => "an object",
+            (_, "null" | "unit value" | "unit", _) => "null",
+            (_, other, _) => other,
+        };
+        return match expected {
+            Some(expected) => format!("must be {expected}, got {got}"),
+            None => format!("has an invalid value: {got}"),
+        };
+    }
+    detail.to_owned()
+}
+
+/// Words serde's "expected" part, such as `u64` or `struct Foo`, plainly.
+fn plain_expected(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a string" | "a borrowed string" | "string" => "a string",
+        "a sequence" => "an array",
+        "a map" => "a JSON object",
+        other if other.starts_with("struct ") || other.starts_with("a map") => "a JSON object",
+        other => other,
+    }
+}
+
+/// Largest accepted page size, quoted in query errors.
+const QUERY_LIMIT_MAX: usize = datasources::MAX_LIMIT;
+
+/// Builds the 400 for a query string the extractor rejected, naming the
+/// parameter and its value where possible instead of serde's message.
+fn query_problem(query: &str, error: &str) -> ApiError {
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == "limit" && value.parse::<usize>().is_err() {
+            return ApiError::new(
+                ProblemKind::BadRequest,
+                format!(
+                    "query parameter \"limit\" must be a whole number from 1 to {QUERY_LIMIT_MAX}, got {value:?}"
+                ),
+            );
+        }
+    }
+    if let Some(field) = error
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(field, _)| field)
+    {
+        return ApiError::new(
+            ProblemKind::BadRequest,
+            format!("unknown query parameter {field:?}: remove it (see the route's parameters in /openapi.json)"),
+        );
+    }
+    if let Some(field) = error
+        .split_once("duplicate field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(field, _)| field)
+    {
+        return ApiError::new(
+            ProblemKind::BadRequest,
+            format!("query parameter {field:?} is given more than once: keep one"),
+        );
+    }
+    ApiError::new(
+        ProblemKind::BadRequest,
+        "the query string is invalid: check the parameter names and values",
+    )
 }
 
 /// Returns the strong ETag of a data source version, such as `"3"`.
@@ -244,6 +371,100 @@ mod tests {
                     assert_eq!(error.kind().status().as_u16(), *status, "{content_type:?}")
                 }
             }
+        }
+    }
+
+    #[test]
+    fn body_errors_are_plain_words() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code, reason = "only the parse errors matter")]
+        struct CreateThing {
+            name: String,
+            count: u64,
+            enabled: bool,
+        }
+        let request = TestRequest::default().to_http_request();
+        // (body, text the problem must contain)
+        let cases: &[(&[u8], &str)] = &[
+            (b"[]", "the body must be a JSON object, got an array"),
+            (b"\"text\"", "the body must be a JSON object, got a string"),
+            (b"42", "the body must be a JSON object, got a number"),
+            (
+                br#"{"name": "a", "count": -1, "enabled": true}"#,
+                "must be a whole number, 0 or more, got a negative number",
+            ),
+            (
+                br#"{"name": "a", "count": "5", "enabled": true}"#,
+                "must be a whole number, 0 or more, got a string",
+            ),
+            (
+                br#"{"name": 7, "count": 5, "enabled": true}"#,
+                "must be a string, got a whole number",
+            ),
+            (
+                br#"{"name": "a", "count": 5, "enabled": "yes"}"#,
+                "must be true or false, got a string",
+            ),
+        ];
+
+        for (body, expected) in cases {
+            let error = parse_body::<CreateThing>(&request, body).unwrap_err();
+            let problem = serde_json::to_string(&error.to_problem()).unwrap();
+
+            assert_eq!(error.kind(), ProblemKind::BadRequest, "{body:?}");
+            assert!(
+                problem.contains(expected),
+                "{}: {problem}",
+                String::from_utf8_lossy(body)
+            );
+            for jargon in [
+                "invalid length",
+                "invalid type",
+                "invalid value",
+                "u64",
+                "struct",
+            ] {
+                assert!(!problem.contains(jargon), "{jargon} in {problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn query_errors_name_parameter_and_value() {
+        // (query string, serde's message, text the detail must contain)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "limit=abc",
+                "Query deserialize error: invalid digit found in string",
+                "query parameter \"limit\" must be a whole number from 1 to 500, got \"abc\"",
+            ),
+            (
+                "cursor=x&limit=-3",
+                "Query deserialize error: invalid digit found in string",
+                "got \"-3\"",
+            ),
+            (
+                "limt=5",
+                "Query deserialize error: unknown field `limt`, expected `limit` or `cursor`",
+                "unknown query parameter \"limt\"",
+            ),
+        ];
+
+        for (query, message, expected) in cases {
+            let error = query_problem(query, message);
+
+            assert_eq!(error.kind(), ProblemKind::BadRequest, "{query}");
+            assert!(
+                error.detail().contains(expected),
+                "{query}: {}",
+                error.detail()
+            );
+            assert!(
+                !error.detail().contains("deserialize"),
+                "{query}: {}",
+                error.detail()
+            );
         }
     }
 
