@@ -6,7 +6,10 @@
 //! 5xx at error level, 4xx at debug level. The `type` URIs are identifiers,
 //! documented in `docs/api.md`; nothing fetches them.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -198,6 +201,8 @@ struct Details {
     env_vars: Vec<String>,
     retry_after_secs: Option<u64>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The data source whose token endpoint failed, for upstream failures.
+    upstream_of: Option<String>,
 }
 
 /// The token endpoint's error response, carried by a 502.
@@ -220,6 +225,7 @@ impl ApiError {
                 env_vars: Vec::new(),
                 retry_after_secs: None,
                 cause: None,
+                upstream_of: None,
             }),
         }
     }
@@ -271,6 +277,14 @@ impl ApiError {
             error_description,
             status,
         });
+        self
+    }
+
+    /// Marks the error as a failure of the token endpoint of `datasource`: a
+    /// degraded dependency rather than a fault of this server, logged at WARN
+    /// and at most once per [`UPSTREAM_LOG_INTERVAL`] per data source.
+    pub fn upstream_of(mut self, datasource: &str) -> Self {
+        self.inner.upstream_of = Some(datasource.to_owned());
         self
     }
 
@@ -344,7 +358,18 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.inner.kind.status();
-        if status.is_server_error() {
+        if let Some(datasource) = &self.inner.upstream_of {
+            if let Some(suppressed) = UPSTREAM_LOG.admit(datasource, Instant::now()) {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    problem = self.inner.kind.type_uri(),
+                    datasource = %datasource,
+                    detail = %self.inner.detail,
+                    suppressed,
+                    "token endpoint failure (repeats of this data source are logged at most every 10 s; suppressed counts those left out since the last line)"
+                );
+            }
+        } else if status.is_server_error() {
             match &self.inner.cause {
                 Some(cause) => tracing::error!(
                     status = status.as_u16(),
@@ -382,6 +407,60 @@ impl ResponseError for ApiError {
             }
         }
         response
+    }
+}
+
+/// Shortest time between two log lines about upstream failures of one data source.
+pub const UPSTREAM_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The rate limit of the upstream failure log lines, shared by all workers.
+static UPSTREAM_LOG: LogLimiter = LogLimiter::new(UPSTREAM_LOG_INTERVAL);
+
+/// Limits log lines to one per key and interval, counting the ones left out.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    /// Per key: when the last line was written and how many were left out since.
+    state: Mutex<Option<HashMap<String, (Instant, u64)>>>,
+}
+
+/// Number of keys above which entries older than the interval are dropped.
+const LOG_LIMITER_PRUNE_AT: usize = 1024;
+
+impl LogLimiter {
+    /// Creates a limiter that admits one line per key and `interval`.
+    pub const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Returns `Some(left out since the last line)` when a line about `key`
+    /// may be written at `now`, or `None` (and counts it) when it must not.
+    pub fn admit(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(HashMap::new);
+        match state.get_mut(key) {
+            Some((last, suppressed)) if now.saturating_duration_since(*last) < self.interval => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                let left_out = *suppressed;
+                *last = now;
+                *suppressed = 0;
+                Some(left_out)
+            }
+            None => {
+                if state.len() >= LOG_LIMITER_PRUNE_AT {
+                    let interval = self.interval;
+                    state.retain(|_, (last, _)| now.saturating_duration_since(*last) < interval);
+                }
+                state.insert(key.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
     }
 }
 
@@ -517,11 +596,13 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
                 upstream_description(cause),
                 cause.upstream_status(),
             )
+            .upstream_of(datasource)
         }
         ref other if other.is_timeout() => ApiError::new(
             ProblemKind::UpstreamTimeout,
             format!("the token endpoint of data source {datasource:?} timed out: {other}"),
-        ),
+        )
+        .upstream_of(datasource),
         other => {
             let description = upstream_description(&other);
             ApiError::new(
@@ -533,6 +614,7 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
                 description,
                 other.upstream_status(),
             )
+            .upstream_of(datasource)
         }
     }
 }
@@ -776,6 +858,52 @@ mod tests {
                 None => assert!(body.get("error").is_none(), "{body}"),
             }
         }
+    }
+
+    #[test]
+    fn upstream_failure_log_is_rate_limited_per_datasource() {
+        let limiter = LogLimiter::new(Duration::from_secs(10));
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+
+        // (data source, seconds after start, expected admission)
+        let cases: &[(&str, u64, Option<u64>)] = &[
+            ("crm-prod", 0, Some(0)),
+            ("crm-prod", 1, None),
+            ("crm-prod", 9, None),
+            ("ledger", 9, Some(0)),
+            ("crm-prod", 10, Some(2)),
+            ("crm-prod", 11, None),
+            ("crm-prod", 25, Some(1)),
+            ("ledger", 25, Some(0)),
+        ];
+
+        for (datasource, seconds, expected) in cases {
+            assert_eq!(
+                limiter.admit(datasource, at(*seconds)),
+                *expected,
+                "{datasource} at {seconds} s"
+            );
+        }
+    }
+
+    #[test]
+    fn only_upstream_failures_are_marked_as_upstream() {
+        use authcfg_exchange::Error as ExchangeError;
+
+        let upstream = from_exchange(
+            ExchangeError::HttpStatus {
+                status: 500,
+                permanent: false,
+                retry_after: None,
+            },
+            "crm-prod",
+        );
+        let internal = ApiError::internal(std::io::Error::other("disk"));
+
+        assert_eq!(upstream.inner.upstream_of.as_deref(), Some("crm-prod"));
+        assert_eq!(internal.inner.upstream_of, None);
+        assert_eq!(internal.kind(), ProblemKind::Internal);
     }
 
     #[actix_web::test]
