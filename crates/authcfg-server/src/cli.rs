@@ -248,7 +248,8 @@ pub fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(std::io::stderr().lock(), "error: {error:#}");
+            let report = crate::problem::join_causes(error.chain().map(ToString::to_string));
+            let _ = writeln!(std::io::stderr().lock(), "error: {report}");
             std::process::ExitCode::FAILURE
         }
     }

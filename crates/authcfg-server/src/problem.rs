@@ -479,12 +479,30 @@ pub fn problem_response(status: StatusCode, problem: &Problem) -> HttpResponse {
 
 /// Formats an error and its sources on one line, for the log.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut messages = vec![error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        messages.push(cause.to_string());
         source = cause.source();
+    }
+    join_causes(messages)
+}
+
+/// Joins an error message and the messages of its causes with `": "`,
+/// leaving out a cause that the message before it already ends with: many
+/// errors print their source in their own message and return it as the
+/// source as well, which would show it twice.
+pub fn join_causes(messages: impl IntoIterator<Item = String>) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for message in messages {
+        if text.is_empty() {
+            text.push_str(&message);
+        } else if !previous.ends_with(message.as_str()) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        previous = message;
     }
     text
 }
@@ -857,6 +875,33 @@ mod tests {
                 }
                 None => assert!(body.get("error").is_none(), "{body}"),
             }
+        }
+    }
+
+    #[test]
+    fn error_causes_are_printed_once() {
+        let os_error = "No such file or directory (os error 2)";
+        // (messages from the outermost error inward, expected line)
+        let cases: Vec<(Vec<String>, String)> = vec![
+            (
+                vec![
+                    "cannot back up to /nonexistent/dir/b.db".to_owned(),
+                    format!("cannot access \"/nonexistent/dir/b.db\": {os_error}"),
+                    os_error.to_owned(),
+                ],
+                format!(
+                    "cannot back up to /nonexistent/dir/b.db: cannot access \"/nonexistent/dir/b.db\": {os_error}"
+                ),
+            ),
+            (
+                vec!["outer".to_owned(), "inner".to_owned(), "root".to_owned()],
+                "outer: inner: root".to_owned(),
+            ),
+            (vec!["alone".to_owned()], "alone".to_owned()),
+        ];
+
+        for (messages, expected) in cases {
+            assert_eq!(join_causes(messages.clone()), expected, "{messages:?}");
         }
     }
 

@@ -342,6 +342,23 @@ fn backup_while_serving() {
 }
 
 #[test]
+fn backup_error_names_each_cause_once() {
+    let server = Server::start();
+    let destination = server.dir().join("missing-dir").join("b.db");
+
+    let output = server.cli(&["backup", destination.to_str().unwrap()], &[], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "the backup succeeded: {stderr}");
+    assert!(stderr.contains("cannot back up to"), "{stderr}");
+    assert_eq!(
+        stderr.matches("os error 2").count(),
+        1,
+        "the cause is repeated: {stderr}"
+    );
+}
+
+#[test]
 fn concurrent_patches_lose_no_update() {
     let server = Server::start();
     let created =
