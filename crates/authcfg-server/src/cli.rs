@@ -264,6 +264,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init_logging(settings.log_format, &settings.log_level)
         .map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))?;
+    for unknown in &settings.unknown_env_vars {
+        // Only the name is logged: the value may be a secret.
+        match &unknown.did_you_mean {
+            Some(known) => tracing::warn!(
+                variable = %unknown.name,
+                did_you_mean = %known,
+                "ignoring an AUTHCFG_ variable that sets no configuration key: rename it to the variable in did_you_mean, or remove it"
+            ),
+            None => tracing::warn!(
+                variable = %unknown.name,
+                "ignoring an AUTHCFG_ variable that sets no configuration key: see docs/configuration.md for the keys, or remove it"
+            ),
+        }
+    }
 
     match cli.command {
         Command::Serve => crate::serve::serve(settings),

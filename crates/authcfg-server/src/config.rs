@@ -145,6 +145,70 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Number of HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// `AUTHCFG_*` variables that set no key, to be warned about once logging
+    /// is set up (see [`unknown_env_vars`]).
+    pub unknown_env_vars: Vec<UnknownEnvVar>,
+}
+
+/// An `AUTHCFG_*` environment variable that matches no configuration key,
+/// such as a misspelt `AUTHCFG_BINDD`. Only its name is kept, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEnvVar {
+    /// The variable name.
+    pub name: String,
+    /// The variable of the closest key, when one is close enough to be a typo.
+    pub did_you_mean: Option<String>,
+}
+
+/// Returns the `AUTHCFG_*` variables among `vars` that set no configuration
+/// key, in name order. `AUTHCFG_DS_*` (data source credentials) and
+/// `AUTHCFG_CONFIG` are not configuration keys and are skipped.
+pub fn unknown_env_vars(vars: &[(String, String)]) -> Vec<UnknownEnvVar> {
+    let mut unknown: Vec<UnknownEnvVar> = vars
+        .iter()
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            let skipped = rest.is_empty()
+                || rest.starts_with("DS_")
+                || rest == "CONFIG"
+                || KEYS.iter().any(|(key, _)| rest.eq_ignore_ascii_case(key));
+            if skipped {
+                return None;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let did_you_mean = KEYS
+                .iter()
+                .map(|(key, _)| (edit_distance(&lower, key), *key))
+                .filter(|(distance, key)| *distance <= 2.max(key.len() / 5))
+                .min()
+                .map(|(_, key)| env_var_of(key));
+            Some(UnknownEnvVar {
+                name: name.clone(),
+                did_you_mean,
+            })
+        })
+        .collect();
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    unknown.dedup();
+    unknown
+}
+
+/// Returns the Levenshtein distance of two ASCII-lowercase words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, a_char) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, b_char) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(a_char != *b_char));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 impl Settings {
@@ -226,7 +290,9 @@ impl Settings {
 
         let merged = builder.build().map_err(ConfigError::Merge)?;
         let values = merged.collect().map_err(ConfigError::Merge)?;
-        Self::from_values(values)
+        let mut settings = Self::from_values(values)?;
+        settings.unknown_env_vars = unknown_env_vars(vars);
+        Ok(settings)
     }
 
     fn from_values(values: config::Map<String, Value>) -> Result<Self, ConfigError> {
@@ -376,6 +442,7 @@ impl Settings {
             provisioning_file,
             shutdown_timeout,
             workers,
+            unknown_env_vars: Vec::new(),
         })
     }
 
@@ -725,6 +792,39 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn unknown_env_vars_are_reported_by_name() {
+        let settings = load_env(&[
+            ("AUTHCFG_BINDD", "127.0.0.1:9000"),
+            ("AUTHCFG_LOGLEVEL", "debug"),
+            ("AUTHCFG_TOTALLY_NEW", "secret-value"),
+            ("AUTHCFG_DS_CRM_PROD_CLIENT_ID", "crm"),
+            ("AUTHCFG_CONFIG", "/etc/authcfg.toml"),
+            ("AUTHCFG_BIND", "127.0.0.1:9100"),
+            ("HOME", "/root"),
+        ])
+        .unwrap();
+
+        assert_eq!(
+            settings.unknown_env_vars,
+            vec![
+                UnknownEnvVar {
+                    name: "AUTHCFG_BINDD".to_owned(),
+                    did_you_mean: Some("AUTHCFG_BIND".to_owned()),
+                },
+                UnknownEnvVar {
+                    name: "AUTHCFG_LOGLEVEL".to_owned(),
+                    did_you_mean: Some("AUTHCFG_LOG_LEVEL".to_owned()),
+                },
+                UnknownEnvVar {
+                    name: "AUTHCFG_TOTALLY_NEW".to_owned(),
+                    did_you_mean: None,
+                },
+            ]
+        );
+        assert!(!format!("{:?}", settings.unknown_env_vars).contains("secret-value"));
     }
 
     #[test]
