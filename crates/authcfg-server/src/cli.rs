@@ -615,6 +615,9 @@ fn api_token(settings: &Settings, command: ApiTokenCommand) -> anyhow::Result<()
             if role == Role::Consumer && datasources.is_empty() {
                 bail!("a consumer token needs at least one --datasource NAME");
             }
+            // A token may be made before its data sources exist, so a missing
+            // one is a warning, not an error: it catches a typo in the name.
+            let missing = missing_datasources(&store, &datasources)?;
             let (info, value) = store.create_api_token(&label, role, &datasources)?;
             audit_cli(
                 &store,
@@ -630,6 +633,9 @@ fn api_token(settings: &Settings, command: ApiTokenCommand) -> anyhow::Result<()
                 "created API token {} ({}); it is printed once on standard output",
                 info.id, info.role
             );
+            if !missing.is_empty() {
+                let _ = writeln!(stderr, "{}", missing_datasources_warning(&missing));
+            }
             print_line(value.expose_secret())
         }
         ApiTokenCommand::List => print_json(&store.list_api_tokens()?),
@@ -646,11 +652,74 @@ fn api_token(settings: &Settings, command: ApiTokenCommand) -> anyhow::Result<()
     }
 }
 
+/// Returns the names among `names` that no data source has, in the given order.
+///
+/// # Errors
+///
+/// Returns the store's error other than "not found".
+fn missing_datasources(store: &Store, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for name in names {
+        match store.get_datasource(name) {
+            Ok(_) => {}
+            Err(authcfg_store::Error::NotFound { .. }) => missing.push(name.clone()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(missing)
+}
+
+/// Words the warning about data sources a new token names but that do not exist.
+fn missing_datasources_warning(missing: &[String]) -> String {
+    let names: Vec<String> = missing.iter().map(|name| format!("{name:?}")).collect();
+    format!(
+        "warning: no data source named {} exists yet; the token will work for it once it is created (check the spelling with `authcfg datasource list`)",
+        names.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use authcfg_model::{AuthConfig, CreateDataSource, SecretString};
+    use authcfg_store::{Argon2Params, StoreOptions};
     use clap::CommandFactory as _;
+
+    #[test]
+    fn api_token_create_warns_about_missing_datasources() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            argon2: Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..StoreOptions::default()
+        };
+        let key = MasterKey::Passphrase(SecretString::new("cli test passphrase"));
+        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
+        store
+            .create_datasource(&CreateDataSource {
+                name: "crm-prod".to_owned(),
+                description: None,
+                base_url: None,
+                auth: AuthConfig::basic(),
+            })
+            .unwrap();
+        let names = vec![
+            "nope".to_owned(),
+            "crm-prod".to_owned(),
+            "ledger".to_owned(),
+        ];
+
+        let missing = missing_datasources(&store, &names).unwrap();
+        let warning = missing_datasources_warning(&missing);
+
+        assert_eq!(missing, vec!["nope".to_owned(), "ledger".to_owned()]);
+        assert!(warning.contains("\"nope\", \"ledger\""), "{warning}");
+        assert!(!warning.contains("crm-prod"), "{warning}");
+    }
 
     #[test]
     fn command_line_is_consistent() {
