@@ -147,7 +147,7 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 ///
 /// # Errors
 ///
-/// Returns an error naming the data directory when it holds no store, or
+/// Returns an error naming the data directory when it contains no store, or
 /// when the key or the database fails.
 pub fn open_existing_store(settings: &Settings) -> anyhow::Result<Store> {
     let path = settings.database_path();

@@ -185,8 +185,8 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
         "authcfg is listening"
     );
     // The graceful stop runs inside the server future, which handles no
-    // further command until it ends, so a forced stop leaves that future
-    // behind instead; the worker threads end with the process.
+    // further command until it ends. A forced stop therefore leaves that
+    // future behind, and the worker threads end with the process.
     let forced = stop_on_signals(server.handle());
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
@@ -203,8 +203,8 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT and starts the graceful stop of `server`;
-/// returns only when a second signal arrives during that stop, to stop at once.
+/// Waits for SIGTERM or SIGINT and starts the graceful stop of `server`.
+/// Returns only when a second signal arrives, so that the caller stops at once.
 async fn stop_on_signals(server: actix_web::dev::ServerHandle) {
     let mut signals = match ShutdownSignals::new() {
         Ok(signals) => signals,

@@ -137,9 +137,9 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
     authcfg_model::parse_json(body).map_err(malformed)
 }
 
-/// Returns what a body holds when it is valid JSON but not an object, such
-/// as "an array"; `None` for an object or for invalid JSON, which the parser
-/// words itself.
+/// Returns the kind of a body that is valid JSON but not an object, such as
+/// "an array". Returns `None` for an object, and for invalid JSON because the
+/// parser describes that itself.
 fn non_object_json(body: &[u8]) -> Option<&'static str> {
     let first = body.iter().find(|byte| !byte.is_ascii_whitespace())?;
     if *first == b'{' {
