@@ -166,6 +166,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .tempdir()
         .context("failed to create the temporary directory")?;
     say(&format!("working directory {:?}", scratch.path().display()));
+    process::remove_on_signal(scratch.path());
     let binaries = binaries.copy_to(&scratch.path().join("bin"))?;
     let measured = measure(&options, &oha, &binaries, scratch.path())?;
 

@@ -20,6 +20,17 @@ use anyhow::Context;
 /// Process group ids of the children that may still run.
 static GROUPS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
+/// The benchmark's temporary directory, removed by the signal thread, which
+/// exits without running destructors.
+static SCRATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Registers the temporary directory that the signal thread removes.
+pub(crate) fn remove_on_signal(dir: &Path) {
+    *SCRATCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_path_buf());
+}
+
 /// How long a stopped child gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -68,6 +79,13 @@ pub(crate) fn install_signal_guard() -> anyhow::Result<()> {
                     ));
                     for group in groups().iter() {
                         signal_group(*group, "KILL");
+                    }
+                    let scratch = SCRATCH
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    if let Some(dir) = scratch {
+                        let _ = std::fs::remove_dir_all(dir);
                     }
                     std::process::exit(128 + signal);
                 }
