@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// What an API token may do.
+/// The role of an API token: the routes and data sources it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -41,7 +41,7 @@ pub struct ApiTokenInfo {
     pub id: String,
     /// Operator-chosen label, such as the pipeline that uses the token.
     pub label: String,
-    /// What the token may do.
+    /// The token's role.
     pub role: Role,
     /// For a consumer token, the names of the data sources it may use.
     #[serde(default)]
@@ -64,13 +64,13 @@ pub struct ApiTokenInfo {
 pub enum AuditOutcome {
     /// The action was carried out.
     Success,
-    /// The action failed; `detail` says why.
+    /// The action failed, and `detail` gives the reason.
     Failure,
     /// The caller was not allowed to perform the action.
     Denied,
 }
 
-/// One entry of the audit log. It never holds a secret.
+/// One entry of the audit log. It never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
@@ -79,9 +79,9 @@ pub struct AuditEvent {
     /// When the action happened.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// Who acted: an API token id, or `cli` for the command line.
+    /// The actor: an API token id, or `cli` for the command line.
     pub actor: String,
-    /// What was done, such as `datasource.create` or `authorization.issue`.
+    /// The action, such as `datasource.create` or `authorization.issue`.
     #[cfg_attr(feature = "openapi", schema(example = "authorization.issue"))]
     pub action: String,
     /// The data source concerned, if any.

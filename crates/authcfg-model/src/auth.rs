@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{escape_pointer_token, quote, Collector};
 use crate::ValidationErrors;
 
-/// How a request to the data source is authenticated.
+/// The authentication method of requests to the data source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -80,7 +80,7 @@ impl fmt::Display for GrantType {
     }
 }
 
-/// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
+/// The client authentication method at the token endpoint (RFC 6749 section 2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -138,7 +138,7 @@ const MAX_SCOPE_LEN: usize = 2048;
 /// Longest accepted `token_params` key or value, in bytes.
 const MAX_PARAM_LEN: usize = 2048;
 
-/// How a data source authenticates: the method, and for bearer the OAuth 2.0
+/// The auth config of a data source: the method, and for bearer the OAuth 2.0
 /// token endpoint, grant and scope.
 ///
 /// The credentials themselves (client id and secret) are not part of the
@@ -166,7 +166,7 @@ pub struct AuthConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable, example = "api.read api.write"))]
     pub scope: Option<String>,
-    /// How the client authenticates at the token endpoint; `client_secret_basic`
+    /// Client authentication method at the token endpoint, `client_secret_basic`
     /// when unset. Unused by `basic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
@@ -311,12 +311,14 @@ pub(crate) fn check_http_url(field: &str, raw: &str, example: &str) -> Result<()
             raw.len()
         ));
     }
+
     let url = url::Url::parse(raw).map_err(|error| {
         format!(
             "{field} {} is not an absolute URL ({error}): use a form such as \"{example}\"",
             quote(raw)
         )
     })?;
+
     if raw.chars().any(|c| c.is_control() || c == ' ') {
         return Err(format!(
             "{field} {} contains a space or control character: percent-encode it (a space is %20)",
@@ -333,6 +335,7 @@ pub(crate) fn check_http_url(field: &str, raw: &str, example: &str) -> Result<()
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{field} {} has no host: add one", quote(raw)));
     }
+
     if !url.username().is_empty() || url.password().is_some() {
         // The value itself is not quoted: the user info may hold a password.
         return Err(format!(

@@ -1,4 +1,4 @@
-//! Credentials of a data source and the redacting secret type that holds them.
+//! Credentials of a data source and the redacting secret type that contains them.
 //!
 //! Secrets never leave this type by accident: `Debug` and `Display` print
 //! `[redacted]`, there is no `Serialize` and no `Clone`, the memory is zeroed
@@ -294,7 +294,7 @@ impl Credentials {
     }
 }
 
-/// What is stored for a data source's credentials, without any secret.
+/// Summary of a data source's stored credentials, without any secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialsSummary {

@@ -16,7 +16,7 @@ pub struct FieldError {
     /// The empty string points at the whole document.
     #[cfg_attr(feature = "openapi", schema(example = "/auth/token_url"))]
     pub pointer: String,
-    /// What is wrong with the value and how to fix it.
+    /// The problem with the value and how to fix it.
     #[cfg_attr(
         feature = "openapi",
         schema(
@@ -115,7 +115,7 @@ impl Collector {
     }
 }
 
-/// Longest value that an error message quotes in full.
+/// Maximum length, in characters, of a value quoted in full by an error message.
 const MAX_QUOTED_CHARS: usize = 80;
 
 /// Quotes a user-supplied (non-secret) value for an error message.

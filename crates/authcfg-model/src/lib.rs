@@ -6,7 +6,7 @@
 //! service.
 //!
 //! The JSON field names and values of [`AuthConfig`] follow the reference
-//! auth config table (`method`, `token_url`, `grant_type`, `scope`); the two
+//! auth config table: `method`, `token_url`, `grant_type` and `scope`. The two
 //! extensions `client_auth` and `token_params` are left out of the JSON when
 //! unset.
 //!

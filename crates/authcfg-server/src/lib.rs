@@ -5,7 +5,7 @@
 //! here so that tests and `xtask` can use it: [`openapi()`] returns the OpenAPI
 //! document that `GET /openapi.json` serves and that `docs/openapi.json` holds.
 //!
-//! This is the only crate that knows actix-web and the HTTP wire formats.
+//! This is the only crate that uses actix-web and the HTTP wire formats.
 //! Store calls are synchronous and always run on the blocking thread pool;
 //! a cache-hit authorization takes no SQLite, Argon2 or lock across an await.
 

@@ -488,10 +488,11 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     join_causes(messages)
 }
 
-/// Joins an error message and the messages of its causes with `": "`,
-/// leaving out a cause that the message before it already ends with: many
-/// errors print their source in their own message and return it as the
-/// source as well, which would show it twice.
+/// Joins an error message and the messages of its causes with `": "`.
+///
+/// A cause that the message before it already ends with is left out. Many
+/// errors print their source in their own message and also return it as the
+/// source, which would show it twice.
 pub fn join_causes(messages: impl IntoIterator<Item = String>) -> String {
     let mut text = String::new();
     let mut previous = String::new();
@@ -594,9 +595,9 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
         ExchangeError::Load(_) | ExchangeError::Persist(_) | ExchangeError::Client(_) => {
             ApiError::internal(error)
         }
-        // Whatever the cause, no request went upstream: the client should
-        // retry after the back-off, so the answer is always 503 with
-        // Retry-After, and the cause travels in the problem.
+        // Whatever the cause, no request went upstream, so the client should
+        // retry after the back-off. The response is always 503 with
+        // Retry-After, and the problem carries the cause.
         ExchangeError::BackingOff {
             retry_after,
             ref cause,

@@ -100,10 +100,11 @@ pub struct TestReport {
     pub refresh_token_rotated: bool,
 }
 
-/// Returns the entry of `name` with credentials from the snapshot. When the
-/// snapshot has no such entry or no credentials, the store is asked, because
-/// another process (the command line) may have written them since the last
-/// reload; only this error path touches SQLite.
+/// Returns the entry of `name` with credentials from the snapshot.
+///
+/// When the snapshot has no such entry or no credentials, the store is
+/// queried, because another process (the command line) may have written them
+/// since the last reload. Only this error path touches SQLite.
 async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> {
     if let Some(entry) = state.snapshot.get(name) {
         if entry.credentials.is_some() {

@@ -23,13 +23,13 @@ pub(crate) const MAX_LIMIT: usize = 500;
 /// Attempts of an unconditional patch that races with other updates.
 const MAX_UPDATE_ATTEMPTS: u32 = 5;
 
-/// A data source with a summary of its credentials, which never holds a secret.
+/// A data source with a summary of its credentials, which never contains a secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DataSourceView {
     /// The data source.
     #[serde(flatten)]
     pub datasource: DataSource,
-    /// What is stored for its credentials; `null` when none are stored.
+    /// Summary of its stored credentials, or `null` when none are stored.
     #[schema(required = true)]
     pub credentials: Option<CredentialsSummary>,
 }
@@ -135,7 +135,7 @@ pub async fn create_datasource(
     Ok(response)
 }
 
-/// Lists data sources ordered by name. A consumer token sees only its own.
+/// Lists data sources ordered by name. A consumer token lists only its own.
 #[utoipa::path(
     get,
     path = "/v1/datasources",

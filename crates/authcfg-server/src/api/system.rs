@@ -25,13 +25,13 @@ pub struct Readiness {
     /// `ready` when every check passed.
     #[schema(example = "ready")]
     pub status: &'static str,
-    /// `ok` when the database answered a query.
+    /// `ok` when a query to the database succeeded.
     pub database: &'static str,
     /// `ok` when the master key unlocked the data keys.
     pub keyring: &'static str,
 }
 
-/// Answers when the process runs.
+/// Returns 200 while the process runs.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -45,7 +45,7 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Answers 200 when the database is reachable and the keyring is unlocked.
+/// Returns 200 when the database is reachable and the keyring is unlocked.
 #[utoipa::path(
     get,
     path = "/readyz",
