@@ -5,6 +5,9 @@
 //! which covers returns and errors. A signal thread kills every registered
 //! group and exits on SIGINT, SIGTERM and SIGHUP, because children in groups
 //! of their own do not receive the signals that a terminal sends.
+//!
+//! NOTE: `interop/process.rs` has the same registry, group signalling and
+//! signal thread with other grace periods; a shared module would serve both.
 
 use std::collections::BTreeSet;
 use std::fs::File;
