@@ -276,6 +276,25 @@ pub fn validate_datasource_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Computes the name key of a data source name: its identity for environment
+/// variables. ASCII letters are upper-cased, digits are kept and every other
+/// character becomes `_`, so `crm-prod` and `crm_prod` both give `CRM_PROD`.
+///
+/// Two names with the same key name the same variables (`AUTHCFG_DS_CRM_PROD_*`),
+/// so at most one data source may use each key. Different valid names can
+/// share a key only by swapping `-` and `_`.
+pub fn datasource_name_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn validate_fields(
     errors: &mut Collector,
     name: Option<&str>,
@@ -314,4 +333,38 @@ fn validate_fields(
         }
     }
     auth.validate_into("/auth", errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_key_table() {
+        let cases = [
+            ("crm-prod", "CRM_PROD"),
+            ("crm_prod", "CRM_PROD"),
+            ("a", "A"),
+            ("erp2-eu-west", "ERP2_EU_WEST"),
+            ("x--y", "X__Y"),
+            ("x-_y", "X__Y"),
+            ("", ""),
+            // Names outside the validation rules still map one character to one.
+            ("Crm.Prod", "CRM_PROD"),
+            ("crm\u{e9}", "CRM_"),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(datasource_name_key(name), expected, "key of {name:?}");
+        }
+    }
+
+    #[test]
+    fn name_key_differs_for_other_names() {
+        assert_ne!(datasource_name_key("crm"), datasource_name_key("crm-prod"));
+        assert_ne!(
+            datasource_name_key("crm-prod"),
+            datasource_name_key("crm-prod2")
+        );
+        assert_ne!(datasource_name_key("crm1"), datasource_name_key("crm-"));
+    }
 }

@@ -44,8 +44,8 @@ pub use auth::{
 };
 pub use credentials::{CredentialField, Credentials, CredentialsSummary, SecretString};
 pub use datasource::{
-    validate_datasource_name, AuthConfigPatch, CreateDataSource, DataSource, DataSourceId,
-    UpdateDataSource, MAX_NAME_LEN,
+    datasource_name_key, validate_datasource_name, AuthConfigPatch, CreateDataSource, DataSource,
+    DataSourceId, UpdateDataSource, MAX_NAME_LEN,
 };
 pub use error::{parse_json, FieldError, ValidationErrors};
 pub use patch::Patch;

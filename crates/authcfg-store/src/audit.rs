@@ -128,21 +128,22 @@ impl Store {
             return Err(errors.into());
         }
 
-        let connection = self.inner.pool.get()?;
-        connection
-            .prepare_cached(
-                "INSERT INTO audit_events (at, actor, action, datasource, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                to_nanos(now()),
-                event.actor,
-                event.action,
-                event.datasource,
-                outcome_name(event.outcome),
-                detail,
-            ])?;
-        Ok(connection.last_insert_rowid())
+        self.inner.writer.transaction(|transaction| {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO audit_events (at, actor, action, datasource, outcome, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    to_nanos(now()),
+                    event.actor,
+                    event.action,
+                    event.datasource,
+                    outcome_name(event.outcome),
+                    detail,
+                ])?;
+            Ok(transaction.last_insert_rowid())
+        })
     }
 
     /// Lists audit events newest first (by descending id), optionally only

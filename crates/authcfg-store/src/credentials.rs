@@ -10,7 +10,7 @@ use authcfg_model::{
     AuthConfig, CredentialField, Credentials, CredentialsSummary, DataSourceId, SecretString,
     ValidationErrors,
 };
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use subtle::ConstantTimeEq;
 
 use crate::convert::{from_nanos, from_sql_int, now, to_nanos};
@@ -37,20 +37,48 @@ struct StoredCredentials {
 
 impl StoredCredentials {
     fn summary(&self, name: &str) -> Result<CredentialsSummary, Error> {
+        SummaryRow {
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            has_password: self.password.is_some(),
+            has_refresh_token: self.refresh_token.is_some(),
+            fingerprint: self.fingerprint.clone(),
+            version: self.version,
+            updated_at: self.updated_at,
+        }
+        .decode(name)
+    }
+}
+
+/// The `credentials` columns that a [`CredentialsSummary`] shows. Sealed
+/// values are not read, only whether they are set.
+pub(crate) struct SummaryRow {
+    pub(crate) client_id: String,
+    pub(crate) username: Option<String>,
+    pub(crate) has_password: bool,
+    pub(crate) has_refresh_token: bool,
+    pub(crate) fingerprint: String,
+    pub(crate) version: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl SummaryRow {
+    /// Builds the summary of the credentials of data source `name`.
+    pub(crate) fn decode(self, name: &str) -> Result<CredentialsSummary, Error> {
         let mut secrets_set = vec![CredentialField::ClientSecret];
-        if self.password.is_some() {
+        if self.has_password {
             secrets_set.push(CredentialField::Password);
         }
-        if self.refresh_token.is_some() {
+        if self.has_refresh_token {
             secrets_set.push(CredentialField::RefreshToken);
         }
         Ok(CredentialsSummary {
-            client_id: self.client_id.clone(),
-            username: self.username.clone(),
-            secrets_set,
-            fingerprint: self.fingerprint.clone(),
             version: from_sql_int("credentials", name, self.version)?,
             updated_at: from_nanos("credentials", name, self.updated_at)?,
+            client_id: self.client_id,
+            username: self.username,
+            secrets_set,
+            fingerprint: self.fingerprint,
         })
     }
 }
@@ -205,109 +233,115 @@ impl Store {
         name: &str,
         credentials: &Credentials,
     ) -> Result<CredentialsSummary, Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner = load_owner(&transaction, false, name)?.ok_or_else(|| not_found(name))?;
-        credentials.validate(decode_auth(&owner)?.method)?;
+        let (summary, written) = self.inner.writer.transaction(|transaction| {
+            let owner = load_owner(transaction, false, name)?.ok_or_else(|| not_found(name))?;
+            credentials.validate(decode_auth(&owner)?.method)?;
 
-        if let Some(stored) = &owner.credentials {
-            let unchanged = stored.client_id == credentials.client_id
-                && stored.username == credentials.username
-                && match self.inner.unseal(&transaction, &owner, stored) {
-                    Ok(current) => {
-                        same_secret(&current.client_secret, &credentials.client_secret)
-                            && same_optional_secret(
-                                current.password.as_ref(),
-                                credentials.password.as_ref(),
-                            )
-                            && same_optional_secret(
-                                current.refresh_token.as_ref(),
-                                credentials.refresh_token.as_ref(),
-                            )
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            datasource = owner.name,
-                            error = %error,
-                            "a stored credential did not open and is being replaced"
-                        );
-                        false
-                    }
-                };
-            if unchanged {
-                tracing::debug!(
-                    datasource = owner.name,
-                    "credentials unchanged; version kept"
-                );
-                return stored.summary(&owner.name);
+            if let Some(stored) = &owner.credentials {
+                let unchanged = stored.client_id == credentials.client_id
+                    && stored.username == credentials.username
+                    && match self.inner.unseal(transaction, &owner, stored) {
+                        Ok(current) => {
+                            same_secret(&current.client_secret, &credentials.client_secret)
+                                && same_optional_secret(
+                                    current.password.as_ref(),
+                                    credentials.password.as_ref(),
+                                )
+                                && same_optional_secret(
+                                    current.refresh_token.as_ref(),
+                                    credentials.refresh_token.as_ref(),
+                                )
+                        }
+                        Err(error) => {
+                            tracing::warn!(
+                                datasource = owner.name,
+                                error = %error,
+                                "a stored credential did not open and is being replaced"
+                            );
+                            false
+                        }
+                    };
+                if unchanged {
+                    tracing::debug!(
+                        datasource = owner.name,
+                        "credentials unchanged; version kept"
+                    );
+                    return Ok((stored.summary(&owner.name)?, None));
+                }
             }
+
+            let (key_id, key) = self.inner.active_key(transaction)?;
+            let seal = |field, value: &SecretString| {
+                key.seal(owner.id, field, &key_id, value.expose_secret())
+            };
+            let client_secret = seal(CredentialField::ClientSecret, &credentials.client_secret)?;
+            let password = credentials
+                .password
+                .as_ref()
+                .map(|value| seal(CredentialField::Password, value))
+                .transpose()?;
+            let refresh_token = credentials
+                .refresh_token
+                .as_ref()
+                .map(|value| seal(CredentialField::RefreshToken, value))
+                .transpose()?;
+            let stored = StoredCredentials {
+                key_id,
+                client_id: credentials.client_id.clone(),
+                username: credentials.username.clone(),
+                client_secret,
+                password,
+                refresh_token,
+                fingerprint: fingerprint(
+                    &self.inner.mac_key(),
+                    credentials.client_secret.expose_secret(),
+                ),
+                version: owner.credentials_version + 1,
+                updated_at: to_nanos(now()),
+            };
+
+            transaction
+                .prepare_cached(
+                    "INSERT INTO credentials (datasource_id, key_id, client_id, username,
+                         client_secret, password, refresh_token, fingerprint, version, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (datasource_id) DO UPDATE SET
+                         key_id = excluded.key_id, client_id = excluded.client_id,
+                         username = excluded.username, client_secret = excluded.client_secret,
+                         password = excluded.password, refresh_token = excluded.refresh_token,
+                         fingerprint = excluded.fingerprint, version = excluded.version,
+                         updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    owner.id.to_string(),
+                    stored.key_id,
+                    stored.client_id,
+                    stored.username,
+                    stored.client_secret,
+                    stored.password,
+                    stored.refresh_token,
+                    stored.fingerprint,
+                    stored.version,
+                    stored.updated_at,
+                ])?;
+            transaction
+                .prepare_cached("UPDATE datasources SET credentials_version = ?1 WHERE id = ?2")?
+                .execute(params![stored.version, owner.id.to_string()])?;
+            Ok((
+                stored.summary(&owner.name)?,
+                Some((owner.id, stored.key_id)),
+            ))
+        })?;
+
+        if let Some((datasource_id, key_id)) = written {
+            tracing::info!(
+                datasource_id = %datasource_id,
+                version = summary.version,
+                key_id,
+                "stored credentials"
+            );
         }
-
-        let (key_id, key) = self.inner.active_key(&transaction)?;
-        let seal =
-            |field, value: &SecretString| key.seal(owner.id, field, &key_id, value.expose_secret());
-        let client_secret = seal(CredentialField::ClientSecret, &credentials.client_secret)?;
-        let password = credentials
-            .password
-            .as_ref()
-            .map(|value| seal(CredentialField::Password, value))
-            .transpose()?;
-        let refresh_token = credentials
-            .refresh_token
-            .as_ref()
-            .map(|value| seal(CredentialField::RefreshToken, value))
-            .transpose()?;
-        let stored = StoredCredentials {
-            key_id,
-            client_id: credentials.client_id.clone(),
-            username: credentials.username.clone(),
-            client_secret,
-            password,
-            refresh_token,
-            fingerprint: fingerprint(
-                &self.inner.mac_key(),
-                credentials.client_secret.expose_secret(),
-            ),
-            version: owner.credentials_version + 1,
-            updated_at: to_nanos(now()),
-        };
-
-        transaction
-            .prepare_cached(
-                "INSERT INTO credentials (datasource_id, key_id, client_id, username,
-                     client_secret, password, refresh_token, fingerprint, version, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (datasource_id) DO UPDATE SET
-                     key_id = excluded.key_id, client_id = excluded.client_id,
-                     username = excluded.username, client_secret = excluded.client_secret,
-                     password = excluded.password, refresh_token = excluded.refresh_token,
-                     fingerprint = excluded.fingerprint, version = excluded.version,
-                     updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                owner.id.to_string(),
-                stored.key_id,
-                stored.client_id,
-                stored.username,
-                stored.client_secret,
-                stored.password,
-                stored.refresh_token,
-                stored.fingerprint,
-                stored.version,
-                stored.updated_at,
-            ])?;
-        transaction
-            .prepare_cached("UPDATE datasources SET credentials_version = ?1 WHERE id = ?2")?
-            .execute(params![stored.version, owner.id.to_string()])?;
-        transaction.commit()?;
-
-        tracing::info!(
-            datasource_id = %owner.id,
-            version = stored.version,
-            key_id = stored.key_id,
-            "stored credentials"
-        );
-        stored.summary(&owner.name)
+        Ok(summary)
     }
 
     /// Deletes the credentials of a data source. The next put gets a version
@@ -318,27 +352,27 @@ impl Store {
     /// [`Error::NotFound`] when the data source or its credentials do not
     /// exist, [`Error::Sqlite`].
     pub fn delete_credentials(&self, name: &str) -> Result<(), Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner = load_owner(&transaction, false, name)?.ok_or_else(|| not_found(name))?;
+        let owner_id = self.inner.writer.transaction(|transaction| {
+            let owner = load_owner(transaction, false, name)?.ok_or_else(|| not_found(name))?;
 
-        let deleted = transaction.execute(
-            "DELETE FROM credentials WHERE datasource_id = ?1",
-            [owner.id.to_string()],
-        )?;
-        if deleted == 0 {
-            return Err(Error::NotFound {
-                kind: "credentials of data source",
-                name: name.to_owned(),
-            });
-        }
-        transaction.execute(
-            "UPDATE datasources SET credentials_version = credentials_version + 1 WHERE id = ?1",
-            [owner.id.to_string()],
-        )?;
-        transaction.commit()?;
+            let deleted = transaction.execute(
+                "DELETE FROM credentials WHERE datasource_id = ?1",
+                [owner.id.to_string()],
+            )?;
+            if deleted == 0 {
+                return Err(Error::NotFound {
+                    kind: "credentials of data source",
+                    name: name.to_owned(),
+                });
+            }
+            transaction.execute(
+                "UPDATE datasources SET credentials_version = credentials_version + 1 WHERE id = ?1",
+                [owner.id.to_string()],
+            )?;
+            Ok(owner.id)
+        })?;
 
-        tracing::info!(datasource_id = %owner.id, "deleted credentials");
+        tracing::info!(datasource_id = %owner_id, "deleted credentials");
         Ok(())
     }
 
@@ -409,72 +443,75 @@ impl Store {
     ) -> Result<u64, Error> {
         check_refresh_token(new_token)?;
 
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner = load_owner(&transaction, true, &id.to_string())?
-            .ok_or_else(|| not_found(&id.to_string()))?;
-        let Some(stored) = &owner.credentials else {
-            return Err(Error::NotFound {
-                kind: "credentials of data source",
-                name: owner.name,
-            });
-        };
-        let current = from_sql_int("credentials", &owner.name, stored.version)?;
-        if current != expected_version {
-            return Err(Error::Conflict {
-                kind: "credentials",
-                name: owner.name.clone(),
-                expected: expected_version,
-                current,
-            });
-        }
-
-        // The row keeps its data key, so its fields stay sealed under one key
-        // id; a data key rotation re-encrypts the whole row later.
-        let key = self.inner.data_key(&transaction, &stored.key_id)?;
-        if let Some(sealed) = &stored.refresh_token {
-            let unchanged = key
-                .open(
-                    owner.id,
-                    CredentialField::RefreshToken,
-                    &stored.key_id,
-                    sealed,
-                )
-                .is_some_and(|old| {
-                    old.as_bytes()
-                        .ct_eq(new_token.expose_secret().as_bytes())
-                        .into()
+        let (datasource_id, name, version) = self.inner.writer.transaction(|transaction| {
+            let owner = load_owner(transaction, true, &id.to_string())?
+                .ok_or_else(|| not_found(&id.to_string()))?;
+            let Some(stored) = &owner.credentials else {
+                return Err(Error::NotFound {
+                    kind: "credentials of data source",
+                    name: owner.name,
                 });
-            if unchanged {
-                return Ok(current);
+            };
+            let current = from_sql_int("credentials", &owner.name, stored.version)?;
+            if current != expected_version {
+                return Err(Error::Conflict {
+                    kind: "credentials",
+                    name: owner.name.clone(),
+                    expected: expected_version,
+                    current,
+                });
             }
-        }
-        let sealed = key.seal(
-            owner.id,
-            CredentialField::RefreshToken,
-            &stored.key_id,
-            new_token.expose_secret(),
-        )?;
-        let version = owner.credentials_version + 1;
-        transaction
-            .prepare_cached(
-                "UPDATE credentials SET refresh_token = ?1, version = ?2, updated_at = ?3
-                 WHERE datasource_id = ?4 AND version = ?5",
-            )?
-            .execute(params![
-                sealed,
-                version,
-                to_nanos(now()),
-                owner.id.to_string(),
-                stored.version
-            ])?;
-        transaction
-            .prepare_cached("UPDATE datasources SET credentials_version = ?1 WHERE id = ?2")?
-            .execute(params![version, owner.id.to_string()])?;
-        transaction.commit()?;
 
-        tracing::info!(datasource_id = %owner.id, version, "stored a rotated refresh token");
-        from_sql_int("credentials", &owner.name, version)
+            // The row keeps its data key, so its fields stay sealed under one key
+            // id; a data key rotation re-encrypts the whole row later.
+            let key = self.inner.data_key(transaction, &stored.key_id)?;
+            if let Some(sealed) = &stored.refresh_token {
+                let unchanged = key
+                    .open(
+                        owner.id,
+                        CredentialField::RefreshToken,
+                        &stored.key_id,
+                        sealed,
+                    )
+                    .is_some_and(|old| {
+                        old.as_bytes()
+                            .ct_eq(new_token.expose_secret().as_bytes())
+                            .into()
+                    });
+                if unchanged {
+                    return Ok((owner.id, owner.name, stored.version));
+                }
+            }
+            let sealed = key.seal(
+                owner.id,
+                CredentialField::RefreshToken,
+                &stored.key_id,
+                new_token.expose_secret(),
+            )?;
+            let version = owner.credentials_version + 1;
+            transaction
+                .prepare_cached(
+                    "UPDATE credentials SET refresh_token = ?1, version = ?2, updated_at = ?3
+                     WHERE datasource_id = ?4 AND version = ?5",
+                )?
+                .execute(params![
+                    sealed,
+                    version,
+                    to_nanos(now()),
+                    owner.id.to_string(),
+                    stored.version
+                ])?;
+            transaction
+                .prepare_cached("UPDATE datasources SET credentials_version = ?1 WHERE id = ?2")?
+                .execute(params![version, owner.id.to_string()])?;
+            Ok((owner.id, owner.name, version))
+        })?;
+
+        let version = from_sql_int("credentials", &name, version)?;
+        if version != expected_version {
+            tracing::info!(%datasource_id, version, "stored a rotated refresh token");
+        }
+        Ok(version)
     }
 }
 

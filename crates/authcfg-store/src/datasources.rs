@@ -1,14 +1,20 @@
 //! Data sources: create, read, list, update with a version check, delete.
 //!
 //! The auth config is stored as the model's JSON in one column, so a new
-//! auth field needs no schema migration.
+//! auth field needs no schema migration. Each row also stores the name key of
+//! [`datasource_name_key`], the identity of the name for environment
+//! variables, in the indexed `name_key` column. Creation rejects a name whose
+//! key another data source has.
 
-use authcfg_model::{AuthConfig, CreateDataSource, DataSource, DataSourceId, ValidationErrors};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use authcfg_model::{
+    datasource_name_key, AuthConfig, CreateDataSource, DataSource, DataSourceId, ValidationErrors,
+};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use uuid::Uuid;
 
 use crate::convert::{from_nanos, from_sql_int, now, to_nanos, to_sql_int};
-use crate::{Error, Page, Store, MAX_PAGE_SIZE};
+use crate::credentials::SummaryRow;
+use crate::{DataSourceWithCredentials, Error, Page, Store, MAX_PAGE_SIZE};
 
 /// The columns that [`RawDataSource::from_row`] reads, in order.
 const COLUMNS: &str = "id, name, description, base_url, auth, created_at, updated_at, version";
@@ -93,6 +99,15 @@ fn select_one(
     raw.map(RawDataSource::decode).transpose()
 }
 
+/// Returns the first name, in name order, of the data sources whose name key
+/// is `key`. One lookup in the `(name_key, name)` index.
+fn name_for_key(connection: &Connection, key: &str) -> Result<Option<String>, Error> {
+    Ok(connection
+        .prepare_cached("SELECT name FROM datasources WHERE name_key = ?1 ORDER BY name LIMIT 1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?)
+}
+
 /// Serializes an auth config for the `auth` column.
 fn encode_auth(auth: &AuthConfig) -> Result<String, Error> {
     serde_json::to_string(auth).map_err(|error| {
@@ -108,14 +123,47 @@ pub(crate) fn page_size(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE_SIZE)
 }
 
+/// Decodes up to `limit` rows of a listing ordered by name into a page. The
+/// query fetches `limit + 1` rows: one row more than the page shows that
+/// another page follows, and `next_cursor` is then the last name of the page.
+fn collect_page<R, T>(
+    rows: impl Iterator<Item = rusqlite::Result<R>>,
+    limit: usize,
+    decode: impl Fn(R) -> Result<T, Error>,
+    name_of: impl Fn(&T) -> &str,
+) -> Result<Page<T>, Error> {
+    let mut items = Vec::with_capacity(limit);
+    let mut more = false;
+    for row in rows {
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(decode(row?)?);
+    }
+
+    let next_cursor = if more {
+        items.last().map(|last| name_of(last).to_owned())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
 impl Store {
     /// Creates a data source after validating the request. The id is a new
     /// random UUID and the version starts at 1.
     ///
+    /// The name and its name key ([`datasource_name_key`]) are checked in
+    /// the write transaction of the insert, so two processes that create
+    /// `crm-prod` and `crm_prod` at the same time cannot both succeed. The
+    /// check is one index lookup, whatever the number of data sources.
+    ///
     /// # Errors
     ///
     /// [`Error::Validation`] for an invalid request, [`Error::AlreadyExists`]
-    /// when the name is taken, [`Error::Sqlite`].
+    /// when the name is taken, [`Error::NameKeyTaken`] when another data
+    /// source's name has the same name key, [`Error::Sqlite`].
     pub fn create_datasource(&self, request: &CreateDataSource) -> Result<DataSource, Error> {
         request.validate()?;
 
@@ -131,32 +179,52 @@ impl Store {
             version: 1,
         };
         let auth = encode_auth(&datasource.auth)?;
+        let name_key = datasource_name_key(&datasource.name);
+        let already_exists = || Error::AlreadyExists {
+            kind: "data source",
+            name: datasource.name.clone(),
+        };
 
-        let connection = self.inner.pool.get()?;
-        let inserted = connection
-            .prepare_cached(
-                "INSERT INTO datasources
-                     (id, name, description, base_url, auth, created_at, updated_at, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
-            )?
-            .execute(params![
-                datasource.id.to_string(),
-                datasource.name,
-                datasource.description,
-                datasource.base_url,
-                auth,
-                to_nanos(created_at),
-            ]);
-        match inserted {
-            Ok(_) => {}
-            Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                return Err(Error::AlreadyExists {
-                    kind: "data source",
-                    name: datasource.name,
+        self.inner.writer.transaction(|transaction| {
+            let taken: bool = transaction
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM datasources WHERE name = ?1)")?
+                .query_row([&datasource.name], |row| row.get(0))?;
+            if taken {
+                return Err(already_exists());
+            }
+            if let Some(existing) = name_for_key(transaction, &name_key)? {
+                return Err(Error::NameKeyTaken {
+                    name: datasource.name.clone(),
+                    existing,
+                    key: name_key.clone(),
                 });
             }
-            Err(error) => return Err(error.into()),
-        }
+
+            let inserted = transaction
+                .prepare_cached(
+                    "INSERT INTO datasources (id, name, name_key, description, base_url, auth,
+                                              created_at, updated_at, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)",
+                )?
+                .execute(params![
+                    datasource.id.to_string(),
+                    datasource.name,
+                    name_key,
+                    datasource.description,
+                    datasource.base_url,
+                    auth,
+                    to_nanos(created_at),
+                ]);
+            match inserted {
+                Ok(_) => Ok(()),
+                // The name was checked above in the same write transaction, so
+                // this is a guard rather than the usual path.
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Err(already_exists())
+                }
+                Err(error) => Err(error.into()),
+            }
+        })?;
 
         tracing::info!(datasource_id = %datasource.id, name = datasource.name, "created a data source");
         Ok(datasource)
@@ -182,6 +250,20 @@ impl Store {
         select_one(&connection, "id", &id.to_string())?.ok_or_else(|| not_found(&id.to_string()))
     }
 
+    /// Returns the name of the data source whose name key
+    /// ([`datasource_name_key`]) is `key`, such as `crm-prod` for `CRM_PROD`,
+    /// or `None` when there is none. When a store written by an older version
+    /// contains two names with one key, the first in name order is returned.
+    /// One index lookup.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sqlite`].
+    pub fn datasource_name_for_key(&self, key: &str) -> Result<Option<String>, Error> {
+        let connection = self.inner.pool.get()?;
+        name_for_key(&connection, key)
+    }
+
     /// Lists data sources ordered by name, starting after `after_name`.
     ///
     /// `limit` is clamped to 1..=[`MAX_PAGE_SIZE`]. The order is stable under
@@ -204,27 +286,80 @@ impl Store {
             "SELECT {COLUMNS} FROM datasources WHERE name > ?1 ORDER BY name LIMIT ?2"
         ))?;
 
-        // Fetching one row more than the page shows whether another page follows.
         let rows = statement.query_map(
             params![after_name.unwrap_or(""), to_sql_int(limit as u64 + 1)],
             RawDataSource::from_row,
         )?;
-        let mut items = Vec::with_capacity(limit);
-        let mut more = false;
-        for row in rows {
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push(row?.decode()?);
-        }
+        collect_page(rows, limit, RawDataSource::decode, |datasource| {
+            &datasource.name
+        })
+    }
 
-        let next_cursor = if more {
-            items.last().map(|last: &DataSource| last.name.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+    /// Lists data sources with the summaries of their credentials, ordered by
+    /// name and starting after `after_name`, in one query per page.
+    ///
+    /// The order, the clamping of `limit` and the cursor are those of
+    /// [`Store::list_datasources`], and each summary equals what
+    /// [`Store::credentials_summary`] returns. Reading a whole store this way
+    /// costs one query per page instead of one per data source.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sqlite`] or [`Error::CorruptRow`].
+    pub fn list_datasources_with_credentials(
+        &self,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<DataSourceWithCredentials>, Error> {
+        let limit = page_size(limit);
+        let connection = self.inner.pool.get()?;
+        // Columns 0 to 7 are those of `COLUMNS`, which `RawDataSource` reads.
+        // `client_id` is NOT NULL in `credentials`, so a NULL there means the
+        // data source has no credentials row. Sealed values are not read.
+        let mut statement = connection.prepare_cached(
+            "SELECT d.id, d.name, d.description, d.base_url, d.auth, d.created_at,
+                    d.updated_at, d.version,
+                    c.client_id, c.username, c.password IS NOT NULL,
+                    c.refresh_token IS NOT NULL, c.fingerprint, c.version, c.updated_at
+             FROM datasources d LEFT JOIN credentials c ON c.datasource_id = d.id
+             WHERE d.name > ?1 ORDER BY d.name LIMIT ?2",
+        )?;
+
+        let rows = statement.query_map(
+            params![after_name.unwrap_or(""), to_sql_int(limit as u64 + 1)],
+            |row| {
+                let raw = RawDataSource::from_row(row)?;
+                let client_id: Option<String> = row.get(8)?;
+                let summary = match client_id {
+                    None => None,
+                    Some(client_id) => Some(SummaryRow {
+                        client_id,
+                        username: row.get(9)?,
+                        has_password: row.get(10)?,
+                        has_refresh_token: row.get(11)?,
+                        fingerprint: row.get(12)?,
+                        version: row.get(13)?,
+                        updated_at: row.get(14)?,
+                    }),
+                };
+                Ok((raw, summary))
+            },
+        )?;
+        collect_page(
+            rows,
+            limit,
+            |(raw, summary)| {
+                let datasource = raw.decode()?;
+                let credentials = summary
+                    .map(|summary| summary.decode(&datasource.name))
+                    .transpose()?;
+                Ok(DataSourceWithCredentials {
+                    datasource,
+                    credentials,
+                })
+            },
+            |entry| &entry.datasource.name,
+        )
     }
 
     /// Replaces the description, base URL and auth config of a data source
@@ -245,56 +380,57 @@ impl Store {
         updated.validate()?;
         let auth = encode_auth(&updated.auth)?;
 
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-
         let id = updated.id.to_string();
-        let current =
-            select_one(&transaction, "id", &id)?.ok_or_else(|| not_found(&updated.name))?;
-        if current.name != updated.name {
-            return Err(ValidationErrors::single(
-                "/name",
-                format!(
-                    "the name of data source {:?} cannot change to {:?}: create a new data \
-                     source instead",
-                    current.name, updated.name
-                ),
-            )
-            .into());
-        }
-        if current.version != expected_version {
-            return Err(Error::Conflict {
-                kind: "data source",
-                name: current.name,
-                expected: expected_version,
-                current: current.version,
-            });
-        }
 
-        let next = DataSource {
-            description: updated.description.clone(),
-            base_url: updated.base_url.clone(),
-            auth: updated.auth.clone(),
-            updated_at: now(),
-            version: current.version + 1,
-            ..current
-        };
-        transaction
-            .prepare_cached(
-                "UPDATE datasources
-                 SET description = ?1, base_url = ?2, auth = ?3, updated_at = ?4, version = ?5
-                 WHERE id = ?6 AND version = ?7",
-            )?
-            .execute(params![
-                next.description,
-                next.base_url,
-                auth,
-                to_nanos(next.updated_at),
-                to_sql_int(next.version),
-                id,
-                to_sql_int(expected_version),
-            ])?;
-        transaction.commit()?;
+        // The name never changes, so the stored name key stays correct.
+        let next = self.inner.writer.transaction(|transaction| {
+            let current =
+                select_one(transaction, "id", &id)?.ok_or_else(|| not_found(&updated.name))?;
+            if current.name != updated.name {
+                return Err(ValidationErrors::single(
+                    "/name",
+                    format!(
+                        "the name of data source {:?} cannot change to {:?}: create a new data \
+                         source instead",
+                        current.name, updated.name
+                    ),
+                )
+                .into());
+            }
+            if current.version != expected_version {
+                return Err(Error::Conflict {
+                    kind: "data source",
+                    name: current.name,
+                    expected: expected_version,
+                    current: current.version,
+                });
+            }
+
+            let next = DataSource {
+                description: updated.description.clone(),
+                base_url: updated.base_url.clone(),
+                auth: updated.auth.clone(),
+                updated_at: now(),
+                version: current.version + 1,
+                ..current
+            };
+            transaction
+                .prepare_cached(
+                    "UPDATE datasources
+                     SET description = ?1, base_url = ?2, auth = ?3, updated_at = ?4, version = ?5
+                     WHERE id = ?6 AND version = ?7",
+                )?
+                .execute(params![
+                    next.description,
+                    next.base_url,
+                    auth,
+                    to_nanos(next.updated_at),
+                    to_sql_int(next.version),
+                    id,
+                    to_sql_int(expected_version),
+                ])?;
+            Ok(next)
+        })?;
 
         tracing::info!(datasource_id = %next.id, version = next.version, "updated a data source");
         Ok(next)
@@ -307,19 +443,18 @@ impl Store {
     ///
     /// [`Error::NotFound`] when there is none, [`Error::Sqlite`].
     pub fn delete_datasource(&self, name: &str) -> Result<(), Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-
-        transaction.execute(
-            "DELETE FROM credentials
-             WHERE datasource_id = (SELECT id FROM datasources WHERE name = ?1)",
-            [name],
-        )?;
-        let deleted = transaction.execute("DELETE FROM datasources WHERE name = ?1", [name])?;
-        if deleted == 0 {
-            return Err(not_found(name));
-        }
-        transaction.commit()?;
+        self.inner.writer.transaction(|transaction| {
+            transaction.execute(
+                "DELETE FROM credentials
+                 WHERE datasource_id = (SELECT id FROM datasources WHERE name = ?1)",
+                [name],
+            )?;
+            let deleted = transaction.execute("DELETE FROM datasources WHERE name = ?1", [name])?;
+            if deleted == 0 {
+                return Err(not_found(name));
+            }
+            Ok(())
+        })?;
 
         tracing::info!(name, "deleted a data source and its credentials");
         Ok(())

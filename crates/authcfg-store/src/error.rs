@@ -31,6 +31,24 @@ pub enum Error {
         name: String,
     },
 
+    /// Returned by [`Store::create_datasource`](crate::Store::create_datasource)
+    /// when another data source's name has the same name key
+    /// ([`authcfg_model::datasource_name_key`]), such as `crm-prod` for a new
+    /// `crm_prod`. Both would read the same environment variables. Nothing was
+    /// stored.
+    #[error(
+        "data source name {name:?} maps to the same environment variables as data source \
+         {existing:?} (name key {key}): choose another name"
+    )]
+    NameKeyTaken {
+        /// The requested name.
+        name: String,
+        /// The data source whose name has the same key.
+        existing: String,
+        /// The shared name key, such as `CRM_PROD`.
+        key: String,
+    },
+
     /// Returned by an update that names a version other than the stored one.
     /// Nothing was changed: read the current value and apply the change again.
     #[error(

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::convert::{from_nanos, from_sql_int, now, to_nanos};
 use crate::crypto::{
@@ -367,50 +367,49 @@ impl Store {
         let salt: [u8; SALT_LEN] = random_bytes();
         let new_kek = derive_kek(&new_bytes, &salt, &params)?;
 
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-
-        // Unwrap again inside the transaction: another process may have
-        // changed the master key since the check above.
-        let current = read_keyring(&transaction)?;
-        let mac_key = old_kek
-            .unwrap_key(KeyPurpose::Mac, MAC_KEY_ID, &current.wrapped_mac_key)
-            .ok_or(Error::WrongMasterKey)?;
-        transaction.execute(
-            "UPDATE keyring SET salt = ?1, memory_kib = ?2, iterations = ?3, parallelism = ?4,
-                                wrapped_mac_key = ?5, master_key_changed_at = ?6
-             WHERE id = 1",
-            params![
-                salt.as_slice(),
-                params.memory_kib,
-                params.iterations,
-                params.parallelism,
-                new_kek.wrap(KeyPurpose::Mac, MAC_KEY_ID, &mac_key)?,
-                to_nanos(now()),
-            ],
-        )?;
-
-        let wrapped_keys: Vec<(String, Vec<u8>)> = {
-            let mut statement = transaction
-                .prepare("SELECT id, wrapped FROM data_keys WHERE wrapped IS NOT NULL")?;
-            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (id, wrapped) in &wrapped_keys {
-            let key = old_kek
-                .unwrap_key(KeyPurpose::Data, id, wrapped)
-                .ok_or_else(|| Error::CorruptRow {
-                    table: "data_keys",
-                    key: id.clone(),
-                    detail: "the wrapped data key does not open with the current master key"
-                        .to_owned(),
-                })?;
+        let rewrapped = self.inner.writer.transaction(|transaction| {
+            // Unwrap again inside the transaction: another process may have
+            // changed the master key since the check above.
+            let current = read_keyring(transaction)?;
+            let mac_key = old_kek
+                .unwrap_key(KeyPurpose::Mac, MAC_KEY_ID, &current.wrapped_mac_key)
+                .ok_or(Error::WrongMasterKey)?;
             transaction.execute(
-                "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
-                params![new_kek.wrap(KeyPurpose::Data, id, &key)?, id],
+                "UPDATE keyring SET salt = ?1, memory_kib = ?2, iterations = ?3, parallelism = ?4,
+                                    wrapped_mac_key = ?5, master_key_changed_at = ?6
+                 WHERE id = 1",
+                params![
+                    salt.as_slice(),
+                    params.memory_kib,
+                    params.iterations,
+                    params.parallelism,
+                    new_kek.wrap(KeyPurpose::Mac, MAC_KEY_ID, &mac_key)?,
+                    to_nanos(now()),
+                ],
             )?;
-        }
-        transaction.commit()?;
+
+            let wrapped_keys: Vec<(String, Vec<u8>)> = {
+                let mut statement = transaction
+                    .prepare("SELECT id, wrapped FROM data_keys WHERE wrapped IS NOT NULL")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (id, wrapped) in &wrapped_keys {
+                let key = old_kek
+                    .unwrap_key(KeyPurpose::Data, id, wrapped)
+                    .ok_or_else(|| Error::CorruptRow {
+                        table: "data_keys",
+                        key: id.clone(),
+                        detail: "the wrapped data key does not open with the current master key"
+                            .to_owned(),
+                    })?;
+                transaction.execute(
+                    "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
+                    params![new_kek.wrap(KeyPurpose::Data, id, &key)?, id],
+                )?;
+            }
+            Ok(wrapped_keys.len())
+        })?;
 
         let mut keys = self
             .inner
@@ -420,7 +419,7 @@ impl Store {
         keys.kek = new_kek;
         drop(keys);
         tracing::info!(
-            data_keys = wrapped_keys.len(),
+            data_keys = rewrapped,
             memory_kib = params.memory_kib,
             iterations = params.iterations,
             "changed the master key"
@@ -496,41 +495,43 @@ impl Store {
     /// Creates the new active data key, or returns the active one when an
     /// earlier rotation left a key `retiring`.
     fn begin_data_key_rotation(&self) -> Result<String, Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (key_id, created) = self.inner.writer.transaction(|transaction| {
+            let retiring: i64 = transaction.query_row(
+                "SELECT COUNT(*) FROM data_keys WHERE state = 'retiring'",
+                [],
+                |row| row.get(0),
+            )?;
+            if retiring > 0 {
+                let active = active_key_id(transaction)?;
+                tracing::info!(key_id = active, "resuming an unfinished data key rotation");
+                return Ok((active, None));
+            }
 
-        let retiring: i64 = transaction.query_row(
-            "SELECT COUNT(*) FROM data_keys WHERE state = 'retiring'",
-            [],
-            |row| row.get(0),
-        )?;
-        if retiring > 0 {
-            let active = active_key_id(&transaction)?;
-            tracing::info!(key_id = active, "resuming an unfinished data key rotation");
-            return Ok(active);
-        }
-
-        let count: i64 =
-            transaction.query_row("SELECT COUNT(*) FROM data_keys", [], |row| row.get(0))?;
-        let key_id = format!("dk-{}", count + 1);
-        let key = random_key();
-        let wrapped = {
-            let keys = self
-                .inner
-                .keys
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            keys.kek.wrap(KeyPurpose::Data, &key_id, &key)?
+            let count: i64 =
+                transaction.query_row("SELECT COUNT(*) FROM data_keys", [], |row| row.get(0))?;
+            let key_id = format!("dk-{}", count + 1);
+            let key = random_key();
+            let wrapped = {
+                let keys = self
+                    .inner
+                    .keys
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                keys.kek.wrap(KeyPurpose::Data, &key_id, &key)?
+            };
+            transaction.execute(
+                "UPDATE data_keys SET state = 'retiring' WHERE state = 'active'",
+                [],
+            )?;
+            transaction.execute(
+                "INSERT INTO data_keys (id, state, wrapped, created_at) VALUES (?1, 'active', ?2, ?3)",
+                params![key_id, wrapped, to_nanos(now())],
+            )?;
+            Ok((key_id, Some(key)))
+        })?;
+        let Some(key) = created else {
+            return Ok(key_id);
         };
-        transaction.execute(
-            "UPDATE data_keys SET state = 'retiring' WHERE state = 'active'",
-            [],
-        )?;
-        transaction.execute(
-            "INSERT INTO data_keys (id, state, wrapped, created_at) VALUES (?1, 'active', ?2, ?3)",
-            params![key_id, wrapped, to_nanos(now())],
-        )?;
-        transaction.commit()?;
 
         let mut keys = self
             .inner
@@ -547,104 +548,103 @@ impl Store {
     fn reencrypt_batch(&self, new_key_id: &str) -> Result<u64, Error> {
         use authcfg_model::CredentialField as Field;
 
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let new_key = self.inner.data_key(&transaction, new_key_id)?;
+        let rows = self.inner.writer.transaction(|transaction| {
+            let new_key = self.inner.data_key(transaction, new_key_id)?;
 
-        let rows: Vec<SealedRow> = {
-            let mut statement = transaction.prepare_cached(
-                "SELECT c.datasource_id, d.name, c.key_id, c.client_secret, c.password,
-                        c.refresh_token
-                 FROM credentials c JOIN datasources d ON d.id = c.datasource_id
-                 WHERE c.key_id != ?1 ORDER BY c.datasource_id LIMIT ?2",
-            )?;
-            let batch_size =
-                i64::try_from(self.inner.options.rotation_batch_size.max(1)).unwrap_or(i64::MAX);
-            let rows = statement.query_map(params![new_key_id, batch_size], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, Option<Vec<u8>>>(4)?,
-                    row.get::<_, Option<Vec<u8>>>(5)?,
-                ))
-            })?;
-            let mut sealed = Vec::new();
-            for row in rows {
-                let (id, name, key_id, client_secret, password, refresh_token) = row?;
-                sealed.push(SealedRow {
-                    datasource_id: crate::datasources::parse_id(&id)?,
-                    name,
-                    key_id,
-                    client_secret,
-                    password,
-                    refresh_token,
-                });
-            }
-            sealed
-        };
-
-        for row in &rows {
-            let old_key = self.inner.data_key(&transaction, &row.key_id)?;
-            let reseal = |field: Field, sealed: &[u8]| -> Result<Vec<u8>, Error> {
-                let plaintext = old_key
-                    .open(row.datasource_id, field, &row.key_id, sealed)
-                    .ok_or_else(|| Error::Unseal {
-                        datasource: row.name.clone(),
-                        field,
-                    })?;
-                new_key.seal(row.datasource_id, field, new_key_id, &plaintext)
+            let rows: Vec<SealedRow> = {
+                let mut statement = transaction.prepare_cached(
+                    "SELECT c.datasource_id, d.name, c.key_id, c.client_secret, c.password,
+                            c.refresh_token
+                     FROM credentials c JOIN datasources d ON d.id = c.datasource_id
+                     WHERE c.key_id != ?1 ORDER BY c.datasource_id LIMIT ?2",
+                )?;
+                let batch_size = i64::try_from(self.inner.options.rotation_batch_size.max(1))
+                    .unwrap_or(i64::MAX);
+                let rows = statement.query_map(params![new_key_id, batch_size], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                        row.get::<_, Option<Vec<u8>>>(4)?,
+                        row.get::<_, Option<Vec<u8>>>(5)?,
+                    ))
+                })?;
+                let mut sealed = Vec::new();
+                for row in rows {
+                    let (id, name, key_id, client_secret, password, refresh_token) = row?;
+                    sealed.push(SealedRow {
+                        datasource_id: crate::datasources::parse_id(&id)?,
+                        name,
+                        key_id,
+                        client_secret,
+                        password,
+                        refresh_token,
+                    });
+                }
+                sealed
             };
-            let client_secret = reseal(Field::ClientSecret, &row.client_secret)?;
-            let password = row
-                .password
-                .as_deref()
-                .map(|sealed| reseal(Field::Password, sealed))
-                .transpose()?;
-            let refresh_token = row
-                .refresh_token
-                .as_deref()
-                .map(|sealed| reseal(Field::RefreshToken, sealed))
-                .transpose()?;
-            transaction.execute(
-                "UPDATE credentials
-                 SET key_id = ?1, client_secret = ?2, password = ?3, refresh_token = ?4
-                 WHERE datasource_id = ?5",
-                params![
-                    new_key_id,
-                    client_secret,
-                    password,
-                    refresh_token,
-                    row.datasource_id.to_string()
-                ],
-            )?;
-        }
-        transaction.commit()?;
+
+            for row in &rows {
+                let old_key = self.inner.data_key(transaction, &row.key_id)?;
+                let reseal = |field: Field, sealed: &[u8]| -> Result<Vec<u8>, Error> {
+                    let plaintext = old_key
+                        .open(row.datasource_id, field, &row.key_id, sealed)
+                        .ok_or_else(|| Error::Unseal {
+                            datasource: row.name.clone(),
+                            field,
+                        })?;
+                    new_key.seal(row.datasource_id, field, new_key_id, &plaintext)
+                };
+                let client_secret = reseal(Field::ClientSecret, &row.client_secret)?;
+                let password = row
+                    .password
+                    .as_deref()
+                    .map(|sealed| reseal(Field::Password, sealed))
+                    .transpose()?;
+                let refresh_token = row
+                    .refresh_token
+                    .as_deref()
+                    .map(|sealed| reseal(Field::RefreshToken, sealed))
+                    .transpose()?;
+                transaction.execute(
+                    "UPDATE credentials
+                     SET key_id = ?1, client_secret = ?2, password = ?3, refresh_token = ?4
+                     WHERE datasource_id = ?5",
+                    params![
+                        new_key_id,
+                        client_secret,
+                        password,
+                        refresh_token,
+                        row.datasource_id.to_string()
+                    ],
+                )?;
+            }
+            Ok(rows)
+        })?;
         Ok(rows.len() as u64)
     }
 
     /// Retires every `retiring` key that no row uses and returns their ids.
     fn retire_unused_keys(&self) -> Result<Vec<String>, Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-
-        let unused: Vec<String> = {
-            let mut statement = transaction.prepare(
-                "SELECT id FROM data_keys k WHERE state = 'retiring'
-                 AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.key_id = k.id)",
-            )?;
-            let rows = statement.query_map([], |row| row.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for id in &unused {
-            transaction.execute(
-                "UPDATE data_keys SET state = 'retired', wrapped = NULL, retired_at = ?1
-                 WHERE id = ?2",
-                params![to_nanos(now()), id],
-            )?;
-        }
-        transaction.commit()?;
+        let unused = self.inner.writer.transaction(|transaction| {
+            let unused: Vec<String> = {
+                let mut statement = transaction.prepare(
+                    "SELECT id FROM data_keys k WHERE state = 'retiring'
+                     AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.key_id = k.id)",
+                )?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in &unused {
+                transaction.execute(
+                    "UPDATE data_keys SET state = 'retired', wrapped = NULL, retired_at = ?1
+                     WHERE id = ?2",
+                    params![to_nanos(now()), id],
+                )?;
+            }
+            Ok(unused)
+        })?;
 
         let mut keys = self
             .inner

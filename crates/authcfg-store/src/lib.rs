@@ -9,8 +9,10 @@
 //! callers must run them off the executor, for example with
 //! `tokio::task::spawn_blocking` or `actix_web::web::block`. A [`Store`] is
 //! cheap to clone and can be shared between threads: it keeps a pool of
-//! connections so that concurrent readers do not wait for each other, while
-//! SQLite serializes writers (waiting up to the busy timeout).
+//! connections so that concurrent readers do not wait for each other, and one
+//! writer connection behind a mutex on which the writers of a process queue.
+//! Writes of other processes are serialized by SQLite, which lets a writer
+//! wait up to the busy timeout.
 //!
 //! The file uses WAL journaling with `synchronous = FULL`: a call that
 //! returned `Ok` has its write on disk, so it survives a process crash and a
@@ -60,13 +62,13 @@ pub use error::Error;
 pub use options::{Argon2Params, MasterKey, StoreOptions};
 pub use tokens::API_TOKEN_PREFIX;
 pub use types::{
-    DataKeyState, DataKeyStatus, KeyStatus, NewAuditEvent, Page, RotationProgress, RotationReport,
-    UnsealedCredentials,
+    DataKeyState, DataKeyStatus, DataSourceWithCredentials, KeyStatus, NewAuditEvent, Page,
+    RotationProgress, RotationReport, UnsealedCredentials,
 };
 
 use crate::crypto::{check_argon2_params, master_key_bytes};
 use crate::keyring::Keys;
-use crate::pool::{open_connection, Pool};
+use crate::pool::{open_connection, Pool, Writer};
 use crate::schema::{schema_version, APPLICATION_ID, LATEST_VERSION};
 
 /// The newest schema version this build reads and writes.
@@ -93,6 +95,7 @@ const _: () = {
 pub(crate) struct Inner {
     path: PathBuf,
     pub(crate) pool: Pool,
+    pub(crate) writer: Writer,
     pub(crate) keys: RwLock<Keys>,
     pub(crate) options: StoreOptions,
 }
@@ -173,8 +176,10 @@ impl Store {
             FileState::Fresh => initialize(&mut first, &master, &options.argon2)?,
         };
 
-        let mut connections = vec![first];
-        for _ in 1..options.pool_size {
+        // The connection that initialized or migrated the file becomes the
+        // writer, and the pool gets `pool_size` connections of its own.
+        let mut connections = Vec::with_capacity(options.pool_size);
+        for _ in 0..options.pool_size {
             connections.push(open_connection(path, options.busy_timeout)?);
         }
         tracing::info!(
@@ -188,6 +193,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 pool: Pool::new(connections, options.pool_timeout),
+                writer: Writer::new(first),
                 keys: RwLock::new(keys),
                 options: options.clone(),
             }),
@@ -464,19 +470,42 @@ mod tests {
         }
     }
 
+    /// Names of the data sources in every old store: `crm-prod` and
+    /// `crm_prod` share the name key `CRM_PROD`, a pair that older versions
+    /// could store.
+    const OLD_NAMES: [&str; 3] = ["crm", "crm-prod", "crm_prod"];
+
     /// Writes a store file at schema `version`, as an older authcfg would
-    /// have left it, with one data source and its credentials.
+    /// have left it, with the data sources of [`OLD_NAMES`] and credentials
+    /// for `crm`.
     fn write_old_store(path: &Path, version: i64) {
         let mut connection = open_connection(path, std::time::Duration::from_secs(5)).unwrap();
         let transaction = connection.transaction().unwrap();
         schema::apply(&transaction, 0, version).unwrap();
         let bytes = crypto::master_key_bytes(&key()).unwrap();
         keyring::initialize(&transaction, &bytes, &FAST).unwrap();
+        // Data sources are inserted with the columns of version 1, because
+        // the current insert writes columns that older versions lack.
+        for (index, name) in OLD_NAMES.iter().enumerate() {
+            transaction
+                .execute(
+                    "INSERT INTO datasources
+                         (id, name, description, base_url, auth, created_at, updated_at, version)
+                     VALUES (?1, ?2, ?3, NULL, '{\"method\":\"basic\"}', ?4, ?4, 1)",
+                    rusqlite::params![
+                        uuid::Uuid::new_v4().to_string(),
+                        name,
+                        format!("old data source {index}"),
+                        1_700_000_000_000_000_000_i64 + index as i64,
+                    ],
+                )
+                .unwrap();
+        }
         transaction.commit().unwrap();
         drop(connection);
 
-        // Data is written through the current code paths restricted to the
-        // tables version 1 already had.
+        // Credentials are written through the current code path: their
+        // table has not changed since version 1.
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -484,21 +513,51 @@ mod tests {
                     vec![open_connection(path, std::time::Duration::from_secs(5)).unwrap()],
                     std::time::Duration::from_secs(5),
                 ),
+                writer: Writer::new(
+                    open_connection(path, std::time::Duration::from_secs(5)).unwrap(),
+                ),
                 keys: RwLock::new(keyring::unlock(&raw(path), &bytes).unwrap()),
                 options: options(),
             }),
         };
         store
-            .create_datasource(&CreateDataSource {
-                name: "crm".to_owned(),
-                description: None,
-                base_url: None,
-                auth: AuthConfig::basic(),
-            })
-            .unwrap();
-        store
             .put_credentials("crm", &Credentials::new("reporting", "old-secret"))
             .unwrap();
+    }
+
+    /// Returns every data source row with the columns of version 1, in name
+    /// order, as text.
+    fn datasource_rows(path: &Path) -> Vec<String> {
+        let connection = raw(path);
+        let mut statement = connection
+            .prepare(
+                "SELECT json_array(id, name, description, base_url, auth, created_at, \
+                 updated_at, version, credentials_version) FROM datasources ORDER BY name",
+            )
+            .unwrap();
+        let rows = statement.query_map([], |row| row.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Returns the name and name key of every data source, in name order.
+    fn name_keys(path: &Path) -> Vec<(String, Option<String>)> {
+        let connection = raw(path);
+        let mut statement = connection
+            .prepare("SELECT name, name_key FROM datasources ORDER BY name")
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    fn basic(name: &str) -> CreateDataSource {
+        CreateDataSource {
+            name: name.to_owned(),
+            description: None,
+            base_url: None,
+            auth: AuthConfig::basic(),
+        }
     }
 
     fn raw(path: &Path) -> Connection {
@@ -526,6 +585,7 @@ mod tests {
             let path = directory.path().join(format!("v{version}.db"));
             write_old_store(&path, version);
             assert_eq!(schema_version(&raw(&path)).unwrap(), version);
+            let rows_before = datasource_rows(&path);
 
             let store = Store::open(&path, &key(), &options()).unwrap();
 
@@ -541,6 +601,46 @@ mod tests {
             );
             assert!(store.change_counter().is_ok(), "from v{version}");
             assert!(store.list_audit(None, None, 1).is_ok(), "from v{version}");
+
+            // The colliding pair is kept as it was, and every row gets the
+            // key that the Rust function computes.
+            assert_eq!(datasource_rows(&path), rows_before, "from v{version}");
+            let expected_keys: Vec<(String, Option<String>)> = OLD_NAMES
+                .iter()
+                .map(|name| {
+                    (
+                        (*name).to_owned(),
+                        Some(authcfg_model::datasource_name_key(name)),
+                    )
+                })
+                .collect();
+            assert_eq!(name_keys(&path), expected_keys, "from v{version}");
+            assert_eq!(
+                store
+                    .datasource_name_for_key("CRM_PROD")
+                    .unwrap()
+                    .as_deref(),
+                Some("crm-prod"),
+                "from v{version}"
+            );
+            let listed = store.list_datasources_with_credentials(None, 10).unwrap();
+            assert_eq!(listed.items.len(), OLD_NAMES.len(), "from v{version}");
+            assert_eq!(
+                listed.items[0].credentials,
+                store.credentials_summary("crm").unwrap(),
+                "from v{version}"
+            );
+
+            // The pair stays, but neither name nor its key can be taken again.
+            for name in ["crm-prod", "crm_prod"] {
+                let error = store.create_datasource(&basic(name)).unwrap_err();
+                assert!(
+                    matches!(error, Error::AlreadyExists { .. }),
+                    "{name} from v{version}: {error:?}"
+                );
+            }
+            let error = store.create_datasource(&basic("crm-prod-eu")).map(|_| ());
+            assert!(error.is_ok(), "from v{version}: {error:?}");
             drop(store);
             assert_eq!(schema_sql(&path), fresh_schema, "from v{version}");
             let integrity: String = raw(&path)

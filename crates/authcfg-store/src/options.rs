@@ -61,8 +61,10 @@ pub struct StoreOptions {
     /// existing store keeps the parameters stored in it until its master key
     /// changes.
     pub argon2: Argon2Params,
-    /// Number of pooled SQLite connections; at least 1. Reads run in parallel
-    /// on separate connections, while SQLite serializes writes.
+    /// Number of pooled SQLite connections for reads; at least 1. Reads run
+    /// in parallel on separate connections. Writes use one more connection,
+    /// shared by all writers of the store, so a store opens `pool_size + 1`
+    /// connections.
     pub pool_size: usize,
     /// How long a statement waits for a lock held by another connection or
     /// process before it fails with `SQLITE_BUSY`.

@@ -1,16 +1,19 @@
-//! A fixed-size pool of SQLite connections.
+//! The store's SQLite connections: a fixed-size pool for reads and one writer.
 //!
 //! Each connection is opened once with the store's pragmas and reused. A
-//! caller takes a connection for one operation and the guard returns it when
-//! dropped, so reads on different threads run in parallel while SQLite itself
-//! serializes writers.
+//! reader takes a pooled connection for one operation and the guard returns it
+//! when dropped, so reads on different threads run in parallel. Every write
+//! goes through the single [`Writer`] connection behind a mutex, so writers of
+//! one process queue on the mutex instead of polling SQLite's busy handler.
+//! Writers of other processes still wait on SQLite's lock, up to the busy
+//! timeout.
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::Error;
 
@@ -36,7 +39,52 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     Ok(connection)
 }
 
-/// A fixed set of connections shared by all clones of a store.
+/// The one connection that writes, shared by all clones of a store.
+pub(crate) struct Writer {
+    connection: Mutex<Connection>,
+}
+
+impl Writer {
+    /// Wraps the connection that performs every write of the store.
+    pub(crate) fn new(connection: Connection) -> Self {
+        Self {
+            connection: Mutex::new(connection),
+        }
+    }
+
+    /// Waits for the writer connection, then runs `change` in a write
+    /// transaction on it and commits when `change` returns `Ok`. An `Err`
+    /// rolls the transaction back.
+    ///
+    /// The transaction begins `IMMEDIATE`: it takes SQLite's write lock
+    /// before its first read, so no other process can change what `change`
+    /// reads before the commit. A write lock held by another process makes
+    /// `BEGIN` wait up to the busy timeout, instead of failing a later write.
+    ///
+    /// `change` must not call another write method of the store: the mutex
+    /// is not reentrant, so that call would wait forever.
+    pub(crate) fn transaction<T>(
+        &self,
+        change: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = change(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    /// Locks the writer connection. A panic while the lock was held has
+    /// already rolled back its transaction when the `Transaction` dropped, so
+    /// a poisoned connection is clean and used as it is.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A fixed set of read connections shared by all clones of a store.
 pub(crate) struct Pool {
     idle: Mutex<Vec<Connection>>,
     returned: Condvar,

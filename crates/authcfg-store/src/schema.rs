@@ -126,6 +126,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER keyring_update_counts AFTER UPDATE ON keyring
         BEGIN UPDATE change_counter SET value = value + 1; END;
     ",
+    // Version 4: the name key of each data source, which identifies its
+    // environment variables (`authcfg_model::datasource_name_key`), so that
+    // creating a data source finds a colliding name with one index lookup.
+    // Valid names contain only a-z, 0-9, '-' and '_', and for them the
+    // backfill equals the Rust function: letters upper-cased, '-' becomes '_'.
+    // The index is not unique because an older store may already hold two
+    // names with one key, such as `crm-prod` and `crm_prod`. Both rows are
+    // kept unchanged apart from the new column, and the store rejects any
+    // further name with a key in use.
+    r"
+    ALTER TABLE datasources ADD COLUMN name_key TEXT;
+    UPDATE datasources SET name_key = upper(replace(name, '-', '_'));
+    CREATE INDEX datasources_by_name_key ON datasources (name_key, name);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -9,7 +9,7 @@ use authcfg_model::{
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Row};
 use time::OffsetDateTime;
 
 use crate::convert::{from_nanos, now, to_nanos};
@@ -171,19 +171,21 @@ impl Store {
             ValidationErrors::single("/datasources", format!("cannot encode the list ({error})"))
         })?;
 
-        let connection = self.inner.pool.get()?;
-        connection
-            .prepare_cached(&format!(
-                "INSERT INTO api_tokens (token_hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL)"
-            ))?
-            .execute(params![
-                token_hash(value.expose_secret()).as_slice(),
-                info.id,
-                info.label,
-                info.role.as_str(),
-                datasources_json,
-                to_nanos(info.created_at),
-            ])?;
+        self.inner.writer.transaction(|transaction| {
+            transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO api_tokens (token_hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL)"
+                ))?
+                .execute(params![
+                    token_hash(value.expose_secret()).as_slice(),
+                    info.id,
+                    info.label,
+                    info.role.as_str(),
+                    datasources_json,
+                    to_nanos(info.created_at),
+                ])?;
+            Ok(())
+        })?;
 
         tracing::info!(token_id = info.id, role = %info.role, "created an API token");
         Ok((info, value))
@@ -214,32 +216,34 @@ impl Store {
     ///
     /// [`Error::NotFound`] when no token has this id, [`Error::Sqlite`].
     pub fn revoke_api_token(&self, id: &str) -> Result<(), Error> {
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: Option<Option<i64>> = transaction
-            .query_row(
-                "SELECT revoked_at FROM api_tokens WHERE id = ?1",
-                [id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        match exists {
-            None => {
-                return Err(Error::NotFound {
-                    kind: "api token",
-                    name: id.to_owned(),
-                })
+        let revoked = self.inner.writer.transaction(|transaction| {
+            let exists: Option<Option<i64>> = transaction
+                .query_row(
+                    "SELECT revoked_at FROM api_tokens WHERE id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match exists {
+                None => {
+                    return Err(Error::NotFound {
+                        kind: "api token",
+                        name: id.to_owned(),
+                    })
+                }
+                Some(Some(_)) => return Ok(false),
+                Some(None) => {}
             }
-            Some(Some(_)) => return Ok(()),
-            Some(None) => {}
-        }
-        transaction.execute(
-            "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2",
-            params![to_nanos(now()), id],
-        )?;
-        transaction.commit()?;
+            transaction.execute(
+                "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2",
+                params![to_nanos(now()), id],
+            )?;
+            Ok(true)
+        })?;
 
-        tracing::info!(token_id = id, "revoked an API token");
+        if revoked {
+            tracing::info!(token_id = id, "revoked an API token");
+        }
         Ok(())
     }
 
@@ -304,18 +308,18 @@ impl Store {
         if used.is_empty() {
             return Ok(());
         }
-        let mut connection = self.inner.pool.get()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut statement = transaction.prepare_cached(
-                "UPDATE api_tokens SET last_used_at = ?1
-                 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
-            )?;
-            for (id, at) in used {
-                statement.execute(params![to_nanos(*at), id])?;
+        self.inner.writer.transaction(|transaction| {
+            {
+                let mut statement = transaction.prepare_cached(
+                    "UPDATE api_tokens SET last_used_at = ?1
+                     WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
+                )?;
+                for (id, at) in used {
+                    statement.execute(params![to_nanos(*at), id])?;
+                }
             }
-        }
-        transaction.commit()?;
+            Ok(())
+        })?;
         Ok(())
     }
 }

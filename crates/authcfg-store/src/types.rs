@@ -1,6 +1,6 @@
 //! Values that store calls take and return, beyond the model's wire types.
 
-use authcfg_model::{AuditOutcome, Credentials, DataSourceId};
+use authcfg_model::{AuditOutcome, Credentials, CredentialsSummary, DataSource, DataSourceId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -14,6 +14,19 @@ pub struct Page<T> {
     /// The cursor of the next page, or `None` when this page is the last.
     /// Pass it back as the `after` argument of the same listing.
     pub next_cursor: Option<String>,
+}
+
+/// A data source with the summary of its credentials, as
+/// [`Store::list_datasources_with_credentials`](crate::Store::list_datasources_with_credentials)
+/// returns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataSourceWithCredentials {
+    /// The data source.
+    pub datasource: DataSource,
+    /// The summary of its stored credentials, without any secret, or `None`
+    /// when none are stored. It equals the result of
+    /// [`Store::credentials_summary`](crate::Store::credentials_summary).
+    pub credentials: Option<CredentialsSummary>,
 }
 
 /// Credentials opened for use by the token exchange.

@@ -1,4 +1,5 @@
-//! Data source lifecycle: create, read, list, versioned update, delete.
+//! Data source lifecycle: create, read, list (with and without credentials
+//! summaries), versioned update, delete.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,9 +12,9 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use authcfg_model::{AuthConfig, Credentials};
-use authcfg_store::Error;
-use common::{bearer, TestStore};
+use authcfg_model::{AuthConfig, Credentials, CredentialsSummary, DataSource, SecretString};
+use authcfg_store::{Error, Store};
+use common::{bearer, full_credentials, TestStore};
 
 #[test]
 fn create_then_get_by_name_and_id() {
@@ -146,6 +147,148 @@ fn list_exact_page_has_no_cursor() {
     assert_eq!(page.next_cursor, None);
     assert_eq!(clamped.items.len(), 1, "a zero limit is clamped to 1");
     assert_eq!(clamped.next_cursor.as_deref(), Some("alpha"));
+}
+
+/// Lists every data source with its credentials summary through
+/// `list_datasources_with_credentials`, `limit` per page.
+fn list_all_with_credentials(
+    store: &Store,
+    limit: usize,
+) -> Vec<(DataSource, Option<CredentialsSummary>)> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .list_datasources_with_credentials(cursor.as_deref(), limit)
+            .unwrap();
+        let plain = store.list_datasources(cursor.as_deref(), limit).unwrap();
+        assert_eq!(page.next_cursor, plain.next_cursor, "after {cursor:?}");
+        all.extend(
+            page.items
+                .into_iter()
+                .map(|entry| (entry.datasource, entry.credentials)),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return all,
+        }
+    }
+}
+
+/// Lists the same through one `list_datasources` page per `limit` data
+/// sources and one `credentials_summary` call per data source.
+fn list_all_per_name(store: &Store, limit: usize) -> Vec<(DataSource, Option<CredentialsSummary>)> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_datasources(cursor.as_deref(), limit).unwrap();
+        for datasource in page.items {
+            let summary = store.credentials_summary(&datasource.name).unwrap();
+            all.push((datasource, summary));
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return all,
+        }
+    }
+}
+
+#[test]
+fn list_with_credentials_matches_per_name() {
+    let test = TestStore::new();
+    assert!(list_all_with_credentials(&test.store, 10).is_empty());
+
+    // Without any credentials.
+    let names = [
+        "delta", "alpha", "echo", "charlie", "bravo", "foxtrot", "golf",
+    ];
+    for name in names {
+        test.store.create_datasource(&bearer(name)).unwrap();
+    }
+    for limit in [1, 2, 3, 7, 100] {
+        let listed = list_all_with_credentials(&test.store, limit);
+        assert_eq!(
+            listed,
+            list_all_per_name(&test.store, limit),
+            "limit {limit}"
+        );
+        assert!(listed.iter().all(|(_, summary)| summary.is_none()));
+    }
+
+    // With credentials of every shape, one changed twice and one deleted.
+    test.store
+        .put_credentials("alpha", &Credentials::new("alpha-client", "secret-a"))
+        .unwrap();
+    test.store
+        .put_credentials(
+            "charlie",
+            &full_credentials("secret-c", "password-c", "refresh-c"),
+        )
+        .unwrap();
+    let mut password_only = Credentials::new("echo-client", "secret-e");
+    password_only.username = Some("robot".to_owned());
+    password_only.password = Some(SecretString::new("password-e"));
+    test.store.put_credentials("echo", &password_only).unwrap();
+    test.store
+        .put_credentials("golf", &Credentials::new("golf-client", "secret-g1"))
+        .unwrap();
+    test.store
+        .put_credentials("golf", &Credentials::new("golf-client", "secret-g2"))
+        .unwrap();
+    test.store
+        .put_credentials("bravo", &Credentials::new("bravo-client", "secret-b"))
+        .unwrap();
+    test.store.delete_credentials("bravo").unwrap();
+
+    for limit in [1, 2, 3, 7, 100] {
+        let listed = list_all_with_credentials(&test.store, limit);
+        assert_eq!(
+            listed,
+            list_all_per_name(&test.store, limit),
+            "limit {limit}"
+        );
+        let with: Vec<&str> = listed
+            .iter()
+            .filter(|(_, summary)| summary.is_some())
+            .map(|(datasource, _)| datasource.name.as_str())
+            .collect();
+        assert_eq!(with, ["alpha", "charlie", "echo", "golf"], "limit {limit}");
+    }
+    let golf = test.store.credentials_summary("golf").unwrap().unwrap();
+    assert_eq!(golf.version, 2);
+}
+
+#[test]
+fn list_with_credentials_cursor_and_clamp() {
+    let test = TestStore::new();
+    for name in ["alpha", "bravo", "charlie"] {
+        test.store.create_datasource(&bearer(name)).unwrap();
+    }
+
+    let clamped = test
+        .store
+        .list_datasources_with_credentials(None, 0)
+        .unwrap();
+    let after = test
+        .store
+        .list_datasources_with_credentials(Some("alpha"), 10)
+        .unwrap();
+    let past_end = test
+        .store
+        .list_datasources_with_credentials(Some("zulu"), 10)
+        .unwrap();
+
+    assert_eq!(clamped.items.len(), 1, "a zero limit is clamped to 1");
+    assert_eq!(clamped.next_cursor.as_deref(), Some("alpha"));
+    let after_names: Vec<&str> = after
+        .items
+        .iter()
+        .map(|entry| entry.datasource.name.as_str())
+        .collect();
+    assert_eq!(after_names, ["bravo", "charlie"]);
+    assert_eq!(after.next_cursor, None);
+    assert!(past_end.items.is_empty());
+    assert_eq!(past_end.next_cursor, None);
 }
 
 #[test]
