@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the store's hot paths: sealing a secret, reading
-//! and unsealing credentials by data source name, and opening a store with
-//! the default Argon2id parameters. Results are recorded in docs/benchmarks.md.
+//! and unsealing credentials by data source name, creating a data source in
+//! an empty and in a large store, and opening a store with the default
+//! Argon2id parameters. Results are recorded in docs/benchmarks.md.
 
 #![allow(
     clippy::unwrap_used,
@@ -83,6 +84,56 @@ fn unseal_by_name(c: &mut Criterion) {
     });
 }
 
+/// Number of data sources in the store of the large creation benchmark.
+const LARGE_STORE: usize = 10_000;
+
+/// Creates `count` basic data sources named `existing-00000` and up.
+fn fill(store: &Store, count: usize) {
+    for index in 0..count {
+        store
+            .create_datasource(&CreateDataSource {
+                name: format!("existing-{index:05}"),
+                description: None,
+                base_url: None,
+                auth: AuthConfig::basic(),
+            })
+            .unwrap();
+    }
+}
+
+fn create_datasource(c: &mut Criterion) {
+    let mut group = c.benchmark_group("create_datasource");
+    for (label, existing) in [("empty_store", 0), ("store_with_10k", LARGE_STORE)] {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &directory.path().join("create.db"),
+            &key(),
+            &StoreOptions::default(),
+        )
+        .unwrap();
+        fill(&store, existing);
+
+        // Every iteration creates one more data source, so the store grows
+        // by the number of iterations during the measurement.
+        let mut next = 0_u64;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                next += 1;
+                let created = store
+                    .create_datasource(&CreateDataSource {
+                        name: format!("new-{next}"),
+                        description: None,
+                        base_url: None,
+                        auth: AuthConfig::basic(),
+                    })
+                    .unwrap();
+                black_box(created.version)
+            });
+        });
+    }
+    group.finish();
+}
+
 fn open_store(c: &mut Criterion) {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("open.db");
@@ -99,6 +150,6 @@ fn open_store(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = seal_open, unseal_by_name, open_store
+    targets = seal_open, unseal_by_name, create_datasource, open_store
 }
 criterion_main!(benches);

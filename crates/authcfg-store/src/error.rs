@@ -184,7 +184,8 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// Returned when no pooled connection became free within the pool timeout.
+    /// Returned when no pooled read connection, or the writer connection that
+    /// every write uses, became free within the pool timeout.
     #[error(
         "no database connection became free within {waited_ms} ms: raise the pool size or reduce \
          concurrent requests"

@@ -10,9 +10,9 @@
 //! `tokio::task::spawn_blocking` or `actix_web::web::block`. A [`Store`] is
 //! cheap to clone and can be shared between threads: it keeps a pool of
 //! connections so that concurrent readers do not wait for each other, and one
-//! writer connection behind a mutex on which the writers of a process queue.
-//! Writes of other processes are serialized by SQLite, which lets a writer
-//! wait up to the busy timeout.
+//! writer connection for which the writers of a process queue, up to the pool
+//! timeout. Writes of other processes are serialized by SQLite, which lets a
+//! writer wait up to the busy timeout.
 //!
 //! The file uses WAL journaling with `synchronous = FULL`: a call that
 //! returned `Ok` has its write on disk, so it survives a process crash and a
@@ -193,7 +193,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 pool: Pool::new(connections, options.pool_timeout),
-                writer: Writer::new(first),
+                writer: Writer::new(first, options.pool_timeout),
                 keys: RwLock::new(keys),
                 options: options.clone(),
             }),
@@ -515,6 +515,7 @@ mod tests {
                 ),
                 writer: Writer::new(
                     open_connection(path, std::time::Duration::from_secs(5)).unwrap(),
+                    std::time::Duration::from_secs(5),
                 ),
                 keys: RwLock::new(keyring::unlock(&raw(path), &bytes).unwrap()),
                 options: options(),

@@ -69,7 +69,8 @@ pub struct StoreOptions {
     /// How long a statement waits for a lock held by another connection or
     /// process before it fails with `SQLITE_BUSY`.
     pub busy_timeout: Duration,
-    /// How long a call waits for a free pooled connection before it fails with
+    /// How long a call waits for a free pooled connection, or a write for the
+    /// writer connection, before it fails with
     /// [`Error::PoolTimeout`](crate::Error::PoolTimeout).
     pub pool_timeout: Duration,
     /// Credentials rows re-encrypted per transaction by a data key rotation.

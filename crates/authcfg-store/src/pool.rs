@@ -3,14 +3,14 @@
 //! Each connection is opened once with the store's pragmas and reused. A
 //! reader takes a pooled connection for one operation and the guard returns it
 //! when dropped, so reads on different threads run in parallel. Every write
-//! goes through the single [`Writer`] connection behind a mutex, so writers of
-//! one process queue on the mutex instead of polling SQLite's busy handler.
-//! Writers of other processes still wait on SQLite's lock, up to the busy
-//! timeout.
+//! goes through the single [`Writer`] connection, so the writers of one process
+//! queue for it, up to the pool timeout, instead of polling SQLite's busy
+//! handler. Writers of other processes still wait on SQLite's lock, up to the
+//! busy timeout.
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -39,16 +39,17 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     Ok(connection)
 }
 
-/// The one connection that writes, shared by all clones of a store.
+/// The one connection that writes, shared by all clones of a store. It is a
+/// pool of one connection, so a writer waits for it up to the pool timeout.
 pub(crate) struct Writer {
-    connection: Mutex<Connection>,
+    connection: Pool,
 }
 
 impl Writer {
     /// Wraps the connection that performs every write of the store.
-    pub(crate) fn new(connection: Connection) -> Self {
+    pub(crate) fn new(connection: Connection, timeout: Duration) -> Self {
         Self {
-            connection: Mutex::new(connection),
+            connection: Pool::new(vec![connection], timeout),
         }
     }
 
@@ -61,26 +62,24 @@ impl Writer {
     /// reads before the commit. A write lock held by another process makes
     /// `BEGIN` wait up to the busy timeout, instead of failing a later write.
     ///
-    /// `change` must not call another write method of the store: the mutex
-    /// is not reentrant, so that call would wait forever.
+    /// `change` must not call another write method of the store: it would
+    /// wait for the connection that `change` holds, and fail with
+    /// [`Error::PoolTimeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolTimeout`] when the writer connection stays busy for the
+    /// pool timeout, [`Error::Sqlite`] when `BEGIN` or `COMMIT` fails, and
+    /// every error of `change`.
     pub(crate) fn transaction<T>(
         &self,
         change: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut connection = self.lock();
+        let mut connection = self.connection.get()?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = change(&transaction)?;
         transaction.commit()?;
         Ok(value)
-    }
-
-    /// Locks the writer connection. A panic while the lock was held has
-    /// already rolled back its transaction when the `Transaction` dropped, so
-    /// a poisoned connection is clean and used as it is.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -176,5 +175,62 @@ impl Drop for PooledConnection<'_> {
             drop(idle);
             self.pool.returned.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(directory: &tempfile::TempDir, timeout: Duration) -> Writer {
+        let path = directory.path().join("writer.db");
+        Writer::new(open_connection(&path, timeout).unwrap(), timeout)
+    }
+
+    #[test]
+    fn writer_commits_ok_and_rolls_back_err() {
+        let directory = tempfile::tempdir().unwrap();
+        let writer = writer(&directory, Duration::from_secs(5));
+        writer
+            .transaction(|transaction| Ok(transaction.execute_batch("CREATE TABLE t (v INTEGER)")?))
+            .unwrap();
+
+        let failed: Result<(), Error> = writer.transaction(|transaction| {
+            transaction.execute("INSERT INTO t VALUES (1)", [])?;
+            Err(Error::Seal)
+        });
+        writer
+            .transaction(|transaction| {
+                transaction.execute("INSERT INTO t VALUES (2)", [])?;
+                Ok(())
+            })
+            .unwrap();
+
+        assert!(matches!(failed, Err(Error::Seal)), "got {failed:?}");
+        let values: Vec<i64> = writer
+            .transaction(|transaction| {
+                let mut statement = transaction.prepare("SELECT v FROM t ORDER BY v")?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(values, [2]);
+    }
+
+    #[test]
+    fn busy_writer_times_out() {
+        // A write started while the writer connection is taken, here by a
+        // nested call, waits for the pool timeout and fails instead of
+        // waiting forever.
+        let directory = tempfile::tempdir().unwrap();
+        let writer = writer(&directory, Duration::from_millis(50));
+
+        let nested = writer.transaction(|_| writer.transaction(|_| Ok(())));
+
+        assert!(
+            matches!(nested, Err(Error::PoolTimeout { .. })),
+            "got {nested:?}"
+        );
+        assert!(writer.transaction(|_| Ok(())).is_ok());
     }
 }

@@ -22,8 +22,8 @@ const CREATES: usize = 200;
 #[test]
 fn eight_writers_all_succeed() {
     // A busy timeout far shorter than the whole run: a writer that waited on
-    // SQLite's lock instead of the writer mutex would soon fail with
-    // SQLITE_BUSY.
+    // SQLite's lock instead of queueing for the writer connection would soon
+    // fail with SQLITE_BUSY.
     let test = TestStore::with_options(&StoreOptions {
         busy_timeout: std::time::Duration::from_millis(50),
         ..options()
