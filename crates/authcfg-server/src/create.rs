@@ -1,18 +1,17 @@
-//! Creating a data source whose environment variable prefix is free.
+//! Creating a data source from the API or the command line.
 //!
 //! The credentials import reads the variables of a data source by a prefix
 //! made from its name: `crm-prod` and `crm_prod` both give
-//! `AUTHCFG_DS_CRM_PROD_`. Two data sources with one prefix would read the same
-//! variables, so `serve` refuses to start with such a pair. The store keeps
-//! only names unique, so the API and the command line create data sources
-//! through [`create_datasource`], which rejects a name whose prefix another
-//! data source already uses. The provisioning file checks the same rule
-//! before it writes.
+//! `AUTHCFG_DS_CRM_PROD_`. The store rejects a name whose name key another
+//! data source has, inside the write transaction of the insert, so the check
+//! is race-free across processes and costs one index lookup.
+//! [`create_datasource`] turns that rejection into [`CreateError::PrefixTaken`],
+//! whose message names the shared prefix.
 
 use authcfg_model::{CreateDataSource, DataSource};
 use authcfg_store::Store;
 
-use crate::env_import::{env_var_prefix, list_all_datasources};
+use crate::env_import::env_var_prefix;
 
 /// A failure to create a data source.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +34,22 @@ pub enum CreateError {
     /// Returned when the store rejects the request or fails, such as
     /// [`authcfg_store::Error::AlreadyExists`] for a name that is taken.
     #[error(transparent)]
-    Store(#[from] authcfg_store::Error),
+    Store(authcfg_store::Error),
+}
+
+impl From<authcfg_store::Error> for CreateError {
+    /// Converts [`authcfg_store::Error::NameKeyTaken`] into
+    /// [`CreateError::PrefixTaken`] and keeps every other error as it is.
+    fn from(error: authcfg_store::Error) -> Self {
+        match error {
+            authcfg_store::Error::NameKeyTaken { name, existing, .. } => CreateError::PrefixTaken {
+                prefix: env_var_prefix(&name),
+                name,
+                existing,
+            },
+            other => CreateError::Store(other),
+        }
+    }
 }
 
 /// Creates a data source unless another one uses the environment variable
@@ -44,63 +58,13 @@ pub enum CreateError {
 /// # Errors
 ///
 /// [`CreateError::PrefixTaken`] when the prefix is in use, and
-/// [`CreateError::Store`] for the errors of
+/// [`CreateError::Store`] for the other errors of
 /// [`Store::create_datasource`](authcfg_store::Store::create_datasource).
 pub fn create_datasource(
     store: &Store,
     request: &CreateDataSource,
 ) -> Result<DataSource, CreateError> {
-    // Checking first keeps the usual rejection free of writes.
-    if let Some(existing) = prefix_owner(store, &request.name)? {
-        return Err(prefix_taken(&request.name, existing));
-    }
-
-    let created = store.create_datasource(request)?;
-    verify_after_insert(store, created)
-}
-
-/// Deletes a data source that was just created when another one with the
-/// same prefix appeared meanwhile, such as one made by the command line
-/// between the check and the insert.
-///
-/// When two such creations race, each may see the other and delete its own,
-/// so both fail. That is rare and leaves no pair behind, which a check before
-/// the insert alone could not promise.
-fn verify_after_insert(store: &Store, created: DataSource) -> Result<DataSource, CreateError> {
-    let Some(existing) = prefix_owner(store, &created.name)? else {
-        return Ok(created);
-    };
-
-    tracing::info!(
-        datasource = %created.name,
-        existing = %existing,
-        "another data source with the same environment variable prefix was created concurrently; deleting the new one"
-    );
-    store.delete_datasource(&created.name)?;
-    Err(prefix_taken(&created.name, existing))
-}
-
-/// Returns the name of a data source other than `name` whose environment
-/// variable prefix equals that of `name`.
-///
-/// # Errors
-///
-/// Returns the store's error when listing fails.
-pub fn prefix_owner(store: &Store, name: &str) -> Result<Option<String>, authcfg_store::Error> {
-    let prefix = env_var_prefix(name);
-    let owner = list_all_datasources(store)?
-        .into_iter()
-        .find(|datasource| datasource.name != name && env_var_prefix(&datasource.name) == prefix)
-        .map(|datasource| datasource.name);
-    Ok(owner)
-}
-
-fn prefix_taken(name: &str, existing: String) -> CreateError {
-    CreateError::PrefixTaken {
-        name: name.to_owned(),
-        prefix: env_var_prefix(name),
-        existing,
-    }
+    Ok(store.create_datasource(request)?)
 }
 
 #[cfg(test)]
@@ -109,6 +73,8 @@ mod tests {
 
     use authcfg_model::{AuthConfig, SecretString};
     use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
+
+    use crate::problem::{ApiError, ProblemKind};
 
     /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
     fn open_store() -> (tempfile::TempDir, Store) {
@@ -136,8 +102,10 @@ mod tests {
     }
 
     fn names(store: &Store) -> Vec<String> {
-        list_all_datasources(store)
+        store
+            .list_datasources(None, 100)
             .unwrap()
+            .items
             .into_iter()
             .map(|datasource| datasource.name)
             .collect()
@@ -204,20 +172,50 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_collision_removes_new_source() {
-        // The colliding data source appears after the check, as one created
-        // by another process would, so the data source created second is deleted.
-        let (_dir, store) = open_store();
-        let first = store.create_datasource(&basic("crm-prod")).unwrap();
-        let second = store.create_datasource(&basic("crm_prod")).unwrap();
+    fn store_name_key_error_is_problem() {
+        // A store error that reaches the API without passing through
+        // `create_datasource` gives the same problem.
+        let error = ApiError::from(authcfg_store::Error::NameKeyTaken {
+            name: "crm_prod".to_owned(),
+            existing: "crm-prod".to_owned(),
+            key: "CRM_PROD".to_owned(),
+        });
 
-        let error = verify_after_insert(&store, second).unwrap_err();
+        assert_eq!(error.kind(), ProblemKind::EnvPrefixTaken);
+        assert_eq!(error.kind().status(), actix_web::http::StatusCode::CONFLICT);
+        for part in [
+            "\"crm_prod\"",
+            "\"crm-prod\"",
+            "AUTHCFG_DS_CRM_PROD_",
+            "choose another name",
+        ] {
+            assert!(
+                error.detail().contains(part),
+                "no {part} in: {}",
+                error.detail()
+            );
+        }
+    }
 
-        assert!(
-            matches!(&error, CreateError::PrefixTaken { existing, .. } if existing == "crm-prod"),
-            "expected PrefixTaken, got {error}"
-        );
-        assert_eq!(names(&store), ["crm-prod"]);
-        assert_eq!(store.get_datasource("crm-prod").unwrap().id, first.id);
+    #[test]
+    fn store_name_key_error_names_prefix() {
+        let error = CreateError::from(authcfg_store::Error::NameKeyTaken {
+            name: "erp2_eu".to_owned(),
+            existing: "erp2-eu".to_owned(),
+            key: "ERP2_EU".to_owned(),
+        });
+
+        match error {
+            CreateError::PrefixTaken {
+                name,
+                existing,
+                prefix,
+            } => {
+                assert_eq!(name, "erp2_eu");
+                assert_eq!(existing, "erp2-eu");
+                assert_eq!(prefix, "AUTHCFG_DS_ERP2_EU_");
+            }
+            other => panic!("expected PrefixTaken, got {other}"),
+        }
     }
 }

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use authcfg_model::{
-    AuthConfig, AuthMethod, CredentialField, Credentials, CredentialsSummary, DataSource,
-    DataSourceId, GrantType, SecretString,
+    datasource_name_key, AuthConfig, AuthMethod, CredentialField, Credentials, CredentialsSummary,
+    DataSource, DataSourceId, GrantType, SecretString,
 };
 use authcfg_store::Store;
 
@@ -39,32 +39,18 @@ const PAGE_SIZE: usize = 500;
 /// Returns the prefix of the variables of a data source: `crm-prod` gives
 /// `AUTHCFG_DS_CRM_PROD_`.
 ///
-/// ASCII letters and digits are upper-cased and every other character becomes
-/// `_`, so `crm-prod` and `crm_prod` share a prefix. [`import_env`] rejects
-/// such a pair.
+/// The part after `AUTHCFG_DS_` is the name key of [`datasource_name_key`]:
+/// ASCII letters are upper-cased, digits are kept and every other character
+/// becomes `_`, so `crm-prod` and `crm_prod` share a prefix. [`import_env`]
+/// rejects such a pair.
 pub fn env_var_prefix(datasource_name: &str) -> String {
-    format!("{ENV_PREFIX}{}_", name_key(datasource_name))
+    format!("{ENV_PREFIX}{}_", datasource_name_key(datasource_name))
 }
 
 /// Returns the variable that provides `field` for a data source, such as
 /// `AUTHCFG_DS_CRM_PROD_CLIENT_SECRET`.
 pub fn env_var_name(datasource_name: &str, field: CredentialField) -> String {
     format!("{}{}", env_var_prefix(datasource_name), field.env_suffix())
-}
-
-/// Converts a data source name into the part of its variable names that
-/// identifies it, such as `CRM_PROD`.
-fn name_key(datasource_name: &str) -> String {
-    datasource_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// The outcome of an import, by variable and data source name only.
@@ -344,7 +330,7 @@ pub(crate) fn list_all_datasources(store: &Store) -> Result<Vec<DataSource>, aut
 fn index_by_key(datasources: &[DataSource]) -> Result<BTreeMap<String, &DataSource>, ImportError> {
     let mut by_key: BTreeMap<String, &DataSource> = BTreeMap::new();
     for datasource in datasources {
-        let key = name_key(&datasource.name);
+        let key = datasource_name_key(&datasource.name);
         if let Some(existing) = by_key.get(&key) {
             return Err(ImportError::PrefixCollision {
                 prefix: env_var_prefix(&datasource.name),
@@ -972,11 +958,18 @@ mod tests {
 
     #[test]
     fn colliding_prefixes_are_rejected() {
+        // The store rejects the second name of such a pair, but a store
+        // written by an older version may hold both, so the pair is built
+        // from copies of one stored data source.
         let (_dir, store) = open_store();
-        create(&store, "crm-prod", AuthConfig::basic());
-        create(&store, "crm_prod", AuthConfig::basic());
+        let first = create(&store, "crm-prod", AuthConfig::basic());
+        let second = DataSource {
+            id: DataSourceId(uuid::Uuid::new_v4()),
+            name: "crm_prod".to_owned(),
+            ..first.clone()
+        };
 
-        let error = import_env(&store, &[]).unwrap_err();
+        let error = index_by_key(&[first, second]).unwrap_err();
 
         match &error {
             ImportError::PrefixCollision {

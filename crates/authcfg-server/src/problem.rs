@@ -523,6 +523,9 @@ impl From<authcfg_store::Error> for ApiError {
                     "{kind} {name:?} already exists: choose another name or update the existing one"
                 ),
             ),
+            StoreError::NameKeyTaken { .. } => {
+                ApiError::from(crate::create::CreateError::from(error))
+            }
             StoreError::Conflict {
                 kind,
                 name,

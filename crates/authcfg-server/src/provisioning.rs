@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use authcfg_model::{parse_json, CreateDataSource, DataSource, DataSourceId};
 use authcfg_store::Store;
 
+use crate::create::{create_datasource, CreateError};
 use crate::env_import::{env_var_name, env_var_prefix};
 
 /// Number of data sources read from the store per page.
@@ -60,8 +61,8 @@ pub struct ProvisionReport {
 }
 
 /// A provisioning failure. Nothing was written when it is returned, except
-/// for [`ProvisionError::Store`], which may come after some data sources were
-/// written.
+/// for [`ProvisionError::Store`] and [`ProvisionError::PrefixTaken`], which
+/// may come after some data sources were written.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Returned when the file cannot be read.
@@ -113,6 +114,23 @@ pub enum ProvisionError {
     /// Returned when the store fails to list, create, update or delete.
     #[error("applying the provisioning file failed: {0}")]
     Store(#[from] authcfg_store::Error),
+    /// Returned when another process created a data source after the file
+    /// was checked, and its name maps to the environment variable prefix of
+    /// an entry that was to be created. Entries before it may have been
+    /// written.
+    #[error("applying the provisioning file failed: {0}")]
+    PrefixTaken(#[source] CreateError),
+}
+
+impl From<CreateError> for ProvisionError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::Store(error) => ProvisionError::Store(error),
+            prefix_taken @ CreateError::PrefixTaken { .. } => {
+                ProvisionError::PrefixTaken(prefix_taken)
+            }
+        }
+    }
 }
 
 /// The parsed file.
@@ -140,7 +158,9 @@ pub fn apply_provisioning(store: &Store, path: &Path) -> Result<ProvisionReport,
 ///
 /// [`ProvisionError::Read`], [`ProvisionError::Syntax`],
 /// [`ProvisionError::SecretInFile`] and [`ProvisionError::Invalid`] before any
-/// write; [`ProvisionError::Store`] when the store fails.
+/// write; [`ProvisionError::Store`] when the store fails, and
+/// [`ProvisionError::PrefixTaken`] when another process created a data source
+/// with the prefix of an entry after the check.
 pub fn apply_provisioning_with(
     store: &Store,
     path: &Path,
@@ -155,9 +175,26 @@ pub fn apply_provisioning_with(
         problems,
     })?;
 
+    // Pruning comes before creating, because the store rejects a new name
+    // whose environment variable prefix a data source still uses: a file
+    // that replaces `crm-prod` with `crm_prod` needs the old one gone first.
+    let declared: BTreeSet<&str> = file.datasources.iter().map(|ds| ds.name.as_str()).collect();
+    for current in existing
+        .iter()
+        .filter(|ds| !declared.contains(ds.name.as_str()))
+    {
+        if file.prune {
+            store.delete_datasource(&current.name)?;
+            report.deleted.push(current.name.clone());
+            report.changed_ids.push(current.id);
+        } else {
+            report.kept.push(current.name.clone());
+        }
+    }
+
     for desired in &file.datasources {
         let Some(current) = existing.iter().find(|ds| ds.name == desired.name) else {
-            store.create_datasource(desired)?;
+            create_datasource(store, desired)?;
             report.created.push(desired.name.clone());
             continue;
         };
@@ -175,20 +212,6 @@ pub fn apply_provisioning_with(
         store.update_datasource(&target, current.version)?;
         report.updated.push(desired.name.clone());
         report.changed_ids.push(current.id);
-    }
-
-    let declared: BTreeSet<&str> = file.datasources.iter().map(|ds| ds.name.as_str()).collect();
-    for current in existing
-        .iter()
-        .filter(|ds| !declared.contains(ds.name.as_str()))
-    {
-        if file.prune {
-            store.delete_datasource(&current.name)?;
-            report.deleted.push(current.name.clone());
-            report.changed_ids.push(current.id);
-        } else {
-            report.kept.push(current.name.clone());
-        }
     }
 
     Ok(report)
@@ -694,6 +717,25 @@ auth = { method = "basic" }
         let report = apply_provisioning(&store, &write(&dir, &pruning)).unwrap();
         assert_eq!(report.created, ["crm_prod"]);
         assert_eq!(report.deleted, ["crm-prod"]);
+    }
+
+    #[test]
+    fn store_prefix_error_names_prefix() {
+        // A data source created by another process between the check and the
+        // insert reaches provisioning as the store's rejection.
+        let store_error = authcfg_store::Error::NameKeyTaken {
+            name: "crm_prod".to_owned(),
+            existing: "crm-prod".to_owned(),
+            key: "CRM_PROD".to_owned(),
+        };
+
+        let error = ProvisionError::from(CreateError::from(store_error));
+
+        let message = error.to_string();
+        assert!(matches!(error, ProvisionError::PrefixTaken(_)), "{message}");
+        for part in ["\"crm_prod\"", "\"crm-prod\"", "AUTHCFG_DS_CRM_PROD_"] {
+            assert!(message.contains(part), "no {part} in: {message}");
+        }
     }
 
     /// Returns the TOML blocks of a Markdown text, each without its fences.
