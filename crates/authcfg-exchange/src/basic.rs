@@ -1,6 +1,8 @@
 //! HTTP Basic authentication (RFC 7617): a pure computation, cached like a
 //! token that never expires.
 
+use std::sync::Arc;
+
 use authcfg_model::{Credentials, SecretString};
 use base64::Engine as _;
 
@@ -31,10 +33,10 @@ pub(crate) fn basic_token(credentials: &Credentials) -> Result<CachedToken, Erro
         });
     }
     Ok(CachedToken {
-        header: basic_header(
+        header: Arc::new(basic_header(
             &credentials.client_id,
             credentials.client_secret.expose_secret(),
-        ),
+        )),
         token_type: "Basic",
         scope: None,
         lifetime_assumed: false,

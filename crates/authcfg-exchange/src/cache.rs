@@ -84,7 +84,9 @@ impl CacheKey {
 /// A cached header value with its validity.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
-    pub(crate) header: SecretString,
+    /// Shared with every [`Authorization`] handed out, so that a cache hit
+    /// copies no secret.
+    pub(crate) header: Arc<SecretString>,
     pub(crate) token_type: &'static str,
     pub(crate) scope: Option<String>,
     pub(crate) lifetime_assumed: bool,
@@ -115,8 +117,8 @@ impl CachedToken {
 
     pub(crate) fn to_authorization(&self) -> Authorization {
         Authorization {
-            value: self.header.duplicate(),
-            token_type: self.token_type.to_owned(),
+            value: Arc::clone(&self.header),
+            token_type: self.token_type,
             expires_at: self.expires_at,
             lifetime_assumed: self.lifetime_assumed,
             scope: self.scope.clone(),
@@ -173,6 +175,17 @@ impl Slot {
         }
     }
 
+    /// Returns true when this slot's token may serve a request with this
+    /// config, client id and credentials version.
+    ///
+    /// A slot of a newer credentials version serves a request that names an
+    /// older one: versions only grow, so the request read a stale version, and
+    /// the newer token (after a refresh token rotation, say) is the right one.
+    fn serves(&self, auth: &AuthConfig, client_id: &str, credentials_version: u64) -> bool {
+        self.key.credentials_version >= credentials_version
+            && self.key.matches_config(auth, client_id)
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -186,12 +199,24 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
+    /// Returns the slot of `datasource` if it exists and serves this config,
+    /// client id and credentials version, without creating or replacing one.
+    pub(crate) fn find(
+        &self,
+        datasource: DataSourceId,
+        auth: &AuthConfig,
+        client_id: &str,
+        credentials_version: u64,
+    ) -> Option<Arc<Slot>> {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .get(&datasource)
+            .filter(|slot| slot.serves(auth, client_id, credentials_version))
+            .cloned()
+    }
+
     /// Returns the slot of `datasource` for this config, client id and
-    /// credentials version, replacing a slot whose key differs.
-    ///
-    /// A slot of a newer credentials version serves a request that names an
-    /// older one: versions only grow, so the request read a stale version, and
-    /// the newer token (after a refresh token rotation, say) is the right one.
+    /// credentials version, replacing a slot that does not serve them.
     pub(crate) fn slot(
         &self,
         datasource: DataSourceId,
@@ -199,10 +224,7 @@ impl Cache {
         client_id: &str,
         credentials_version: u64,
     ) -> Arc<Slot> {
-        let usable = |slot: &Slot| {
-            slot.key.credentials_version >= credentials_version
-                && slot.key.matches_config(auth, client_id)
-        };
+        let usable = |slot: &Slot| slot.serves(auth, client_id, credentials_version);
 
         {
             let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);

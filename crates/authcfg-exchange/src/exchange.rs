@@ -10,7 +10,9 @@ use rand::Rng as _;
 use time::OffsetDateTime;
 
 use crate::basic::basic_token;
-use crate::cache::{join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Slot};
+use crate::cache::{
+    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Slot, SlotState,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::request::{build_refresh_request, build_token_request, TokenRequest};
@@ -58,6 +60,37 @@ enum Step {
     },
     /// Fail at once: the data source is backing off.
     Reject(Error),
+}
+
+/// Returns the cached token if it is valid for the request's
+/// `min_valid_for` and no refresh is forced.
+fn usable_token<'a>(
+    state: &'a SlotState,
+    now: Instant,
+    request: &AuthorizeRequest<'_>,
+) -> Option<&'a Arc<CachedToken>> {
+    state
+        .token
+        .as_ref()
+        .filter(|token| !request.force_refresh && token.valid_for(now, request.min_valid_for))
+}
+
+/// Returns the back-off of the slot if it has not ended at `now`.
+fn active_backoff(state: &SlotState, now: Instant) -> Option<&Backoff> {
+    state.backoff.as_ref().filter(|backoff| backoff.until > now)
+}
+
+/// Returns the token to serve at once, if any: a usable token that is not due
+/// for a refresh, or a usable one while a token request is in flight or the
+/// data source is backing off, since no refresh can start then.
+fn ready_token(
+    state: &SlotState,
+    now: Instant,
+    request: &AuthorizeRequest<'_>,
+) -> Option<Arc<CachedToken>> {
+    let token = usable_token(state, now, request)?;
+    let busy = state.flight.is_some() || active_backoff(state, now).is_some();
+    (busy || !token.wants_refresh(now)).then(|| Arc::clone(token))
 }
 
 /// A token obtained by one token request.
@@ -123,6 +156,29 @@ impl Exchange {
         })
     }
 
+    /// Returns the cached header for the data source when one is ready to
+    /// serve, without I/O and without waiting.
+    ///
+    /// Returns `None` whenever [`Exchange::authorize`] would do more than
+    /// hand out a cached token: send a token request, refresh one ahead of
+    /// expiry, wait for a request in flight, or fail while backing off. A
+    /// caller can try this first and call [`Exchange::authorize`] only on
+    /// `None`, so that the common case needs no future at all. A `Some`
+    /// counts as a cache hit in [`Exchange::metrics`].
+    pub fn cached(&self, request: &AuthorizeRequest<'_>) -> Option<Authorization> {
+        let inner = &*self.inner;
+        let slot = inner.cache.find(
+            request.datasource,
+            request.auth,
+            request.client_id,
+            request.credentials_version,
+        )?;
+        let now = inner.clock.now();
+        let token = ready_token(&slot.lock(), now, request)?;
+        inner.metrics.record_hit();
+        Some(token.to_authorization())
+    }
+
     /// Returns an `Authorization` header for the data source.
     ///
     /// A cache hit takes no I/O and does not call `load`. On a miss, exactly
@@ -170,35 +226,22 @@ impl Exchange {
             let now = inner.clock.now();
             let step = {
                 let mut state = slot.lock();
-                let usable = state
-                    .token
-                    .as_ref()
-                    .filter(|token| {
-                        !request.force_refresh && token.valid_for(now, request.min_valid_for)
+                if let Some(token) = ready_token(&state, now, request) {
+                    Step::Hit(token)
+                } else if let Some(receiver) = join_flight(&state) {
+                    Step::Wait(receiver)
+                } else if let Some(backoff) = active_backoff(&state, now) {
+                    Step::Reject(Error::BackingOff {
+                        retry_after: backoff.until - now,
+                        cause: Box::new(backoff.cause.clone()),
                     })
-                    .cloned();
-                let backoff = state.backoff.as_ref().filter(|backoff| backoff.until > now);
-
-                if let Some(receiver) = join_flight(&state) {
-                    match usable {
-                        Some(token) => Step::Hit(token),
-                        None => Step::Wait(receiver),
-                    }
-                } else if let Some(backoff) = backoff {
-                    match usable {
-                        Some(token) => Step::Hit(token),
-                        None => Step::Reject(Error::BackingOff {
-                            retry_after: backoff.until - now,
-                            cause: Box::new(backoff.cause.clone()),
-                        }),
-                    }
                 } else {
-                    match usable {
-                        Some(token) if !token.wants_refresh(now) => Step::Hit(token),
-                        fallback => Step::Lead {
-                            guard: inner.cache.start_flight(&slot, &mut state),
-                            fallback,
-                        },
+                    // A token that is still valid but due for a refresh is
+                    // served if the refresh fails.
+                    let fallback = usable_token(&state, now, request).cloned();
+                    Step::Lead {
+                        guard: inner.cache.start_flight(&slot, &mut state),
+                        fallback,
                     }
                 }
             };
@@ -587,7 +630,10 @@ impl Exchange {
         let usable = lifetime - skew;
 
         CachedToken {
-            header: SecretString::new(format!("Bearer {}", parsed.access_token.expose_secret())),
+            header: Arc::new(SecretString::new(format!(
+                "Bearer {}",
+                parsed.access_token.expose_secret()
+            ))),
             token_type: "Bearer",
             scope: parsed.scope.clone(),
             lifetime_assumed,

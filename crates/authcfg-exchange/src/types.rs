@@ -1,5 +1,6 @@
 //! The values passed to and returned by [`Exchange`](crate::Exchange) calls.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use authcfg_model::{AuthConfig, Credentials, DataSourceId, SecretString};
@@ -52,10 +53,11 @@ pub struct Authorization {
     ///
     /// # Security
     ///
-    /// This is a live credential: send it only to the data source.
-    pub value: SecretString,
+    /// This is a live credential: send it only to the data source. It is
+    /// shared with the cache, so handing it out copies no secret.
+    pub value: Arc<SecretString>,
     /// `Bearer` or `Basic`.
-    pub token_type: String,
+    pub token_type: &'static str,
     /// When the token stops being used, after the safety margin; `None` for
     /// Basic, which does not expire.
     pub expires_at: Option<OffsetDateTime>,

@@ -1289,6 +1289,68 @@ async fn refresh_ahead_serves_old_token_meanwhile() {
     assert_eq!(server.count(), 2);
 }
 
+/// Returns the header that `cached` hands out, if any.
+fn cached_header(harness: &Harness, request: &AuthorizeRequest<'_>) -> Option<String> {
+    harness
+        .exchange
+        .cached(request)
+        .map(|authorization| authorization.value.expose_secret().to_owned())
+}
+
+#[tokio::test]
+async fn cached_serves_only_what_authorize_would_serve_at_once() {
+    let server = TokenServer::start(Reply::token("at-1", 100)).await;
+    let harness = Harness::new();
+    let auth = client_credentials(&server);
+
+    // Cold: nothing cached, and asking creates no slot and sends nothing.
+    assert_eq!(cached_header(&harness, &request(&auth, 1)), None);
+    assert_eq!(server.count(), 0);
+
+    harness.bearer(&auth).await.unwrap();
+    assert_eq!(
+        cached_header(&harness, &request(&auth, 1)).as_deref(),
+        Some("Bearer at-1")
+    );
+
+    // Each row: why authorize would send a request, and the request.
+    let forced = AuthorizeRequest {
+        force_refresh: true,
+        ..request(&auth, 1)
+    };
+    let too_short = AuthorizeRequest {
+        min_valid_for: Duration::from_secs(95),
+        ..request(&auth, 1)
+    };
+    let other_scope = AuthConfig {
+        scope: Some("other".to_owned()),
+        ..auth.clone()
+    };
+    let newer_credentials = request(&auth, 2);
+    let cases: &[(&str, &AuthorizeRequest<'_>)] = &[
+        ("force_refresh", &forced),
+        ("min_valid_for beyond expiry", &too_short),
+        ("another scope", &request(&other_scope, 1)),
+        ("newer credentials version", &newer_credentials),
+    ];
+    for (why, request) in cases {
+        assert_eq!(cached_header(&harness, request), None, "{why}");
+    }
+
+    // Due for a refresh ahead of expiry: authorize would refresh, so cached
+    // declines, while the token itself is still valid.
+    harness.clock.advance(Duration::from_secs(80));
+    assert_eq!(cached_header(&harness, &request(&auth, 1)), None);
+    server.set(Reply::token("at-2", 100));
+    assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-2");
+    assert_eq!(
+        cached_header(&harness, &request(&auth, 1)).as_deref(),
+        Some("Bearer at-2")
+    );
+    assert_eq!(server.count(), 2);
+    assert_eq!(harness.exchange.metrics().cache_hits, 2);
+}
+
 #[tokio::test]
 async fn failed_refresh_ahead_serves_valid_token_during_backoff() {
     let server = TokenServer::start(Reply::token("at-1", 100)).await;

@@ -191,7 +191,7 @@ impl FromRequest for Caller {
     }
 }
 
-fn authenticate(request: &HttpRequest) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
         return Err(ApiError::internal(
             "the application state is not configured",

@@ -89,16 +89,25 @@ impl IssuedCounters {
 
     /// Turns the counts into events, resets them to zero and returns the
     /// events with the number of headers they count.
+    ///
+    /// Pairs that issued nothing since the previous call are dropped, so
+    /// that the map holds only the pairs in use rather than every pair ever
+    /// seen; a pair that comes back is added again by [`IssuedCounters::add`].
     fn take(&self) -> (Vec<NewAuditEvent>, u64) {
         self.pending.store(false, Ordering::Release);
-        let counts = self.counts.read().unwrap_or_else(PoisonError::into_inner);
         let mut events = Vec::new();
         let mut total = 0;
-        for (actor, by_name) in counts.iter() {
-            for (datasource, counter) in by_name {
-                let count = counter.swap(0, Ordering::Relaxed);
-                total += count;
-                if count > 0 {
+        let mut idle = Vec::new();
+        {
+            let counts = self.counts.read().unwrap_or_else(PoisonError::into_inner);
+            for (actor, by_name) in counts.iter() {
+                for (datasource, counter) in by_name {
+                    let count = counter.swap(0, Ordering::Relaxed);
+                    total += count;
+                    if count == 0 {
+                        idle.push((actor.clone(), datasource.clone()));
+                        continue;
+                    }
                     let detail = (count > 1).then(|| serde_json::json!({ "count": count }));
                     events.push(event(
                         actor,
@@ -110,7 +119,37 @@ impl IssuedCounters {
                 }
             }
         }
+
+        if !idle.is_empty() {
+            // Increments happen under the read lock, so an idle counter that
+            // is still zero here has nothing left to write.
+            let mut counts = self.counts.write().unwrap_or_else(PoisonError::into_inner);
+            for (actor, datasource) in idle {
+                if let Some(by_name) = counts.get_mut(&actor) {
+                    if by_name
+                        .get(&datasource)
+                        .is_some_and(|counter| counter.load(Ordering::Relaxed) == 0)
+                    {
+                        by_name.remove(&datasource);
+                    }
+                    if by_name.is_empty() {
+                        counts.remove(&actor);
+                    }
+                }
+            }
+        }
         (events, total)
+    }
+
+    /// Returns the number of (API token, data source) pairs held.
+    #[cfg(test)]
+    fn pairs(&self) -> usize {
+        self.counts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 }
 
@@ -330,6 +369,29 @@ mod tests {
         assert_eq!(events[1].actor, "tok_b");
         assert_eq!(events[1].detail, None);
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn idle_issued_pairs_are_dropped() {
+        let counters = IssuedCounters::default();
+        counters.add("tok_a", "crm");
+        counters.add("tok_a", "billing");
+        let _ = counters.take();
+        assert_eq!(counters.pairs(), 2, "pairs used since the last take stay");
+
+        counters.add("tok_a", "crm");
+        let (events, total) = counters.take();
+
+        assert_eq!(total, 1);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].datasource.as_deref(), Some("crm"));
+        assert_eq!(
+            counters.pairs(),
+            1,
+            "billing issued nothing since the last take"
+        );
+        let _ = counters.take();
+        assert_eq!(counters.pairs(), 0);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::problem::Problem;
         api::DataSourceView,
         api::DataSourcePage,
         api::AuthorizationRequest,
-        api::AuthorizationResponse,
+        api::AuthorizationResponse<'_>,
         api::TestReport,
         api::AuditPage,
         api::Health,

@@ -1,6 +1,12 @@
-//! Logging set-up and the per-request middleware: request id, root span,
-//! metrics, and problem+json for the error responses that actix-web builds
-//! itself (404, 405, extractor errors).
+//! Logging set-up and the per-request middleware: request id, metrics, the
+//! `request` span, and problem+json for the error responses that actix-web
+//! builds itself (404, 405, extractor errors).
+//!
+//! Every request gets a request id from [`request_context`]. The `request`
+//! span that carries it into log lines is opened per route by
+//! [`request_span`], except on the authorization route: a cache hit there
+//! logs nothing, so it opens no span, and the handler opens one with
+//! [`span_of`] only when it has more to do than hand out a cached header.
 
 use std::io::IsTerminal as _;
 use std::time::Instant;
@@ -9,7 +15,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage};
+use actix_web::{web, HttpMessage, HttpRequest};
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
@@ -31,7 +37,15 @@ pub struct RouteName(pub &'static str);
 
 /// The id of the current request, stored in the request extensions.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// Returns the id as text.
+    pub fn as_str(&self) -> &str {
+        // Both sources give visible ASCII: a checked client value or hex digits.
+        self.0.to_str().unwrap_or_default()
+    }
+}
 
 /// Installs the global `tracing` subscriber: `format` lines on standard
 /// error, filtered by `filter` (`EnvFilter` syntax, already validated).
@@ -92,9 +106,23 @@ fn accepted_request_id(value: &HeaderValue) -> Option<&str> {
     valid.then_some(text)
 }
 
-/// Wraps every request: assigns the request id, opens the root span, counts
-/// the response by route and status, and rewrites a bare error response into
-/// problem+json.
+/// Returns a new random 128-bit request id as 32 hex digits, from the
+/// thread-local generator, which needs no system call per request.
+fn generate_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = rand::random::<u128>();
+    let mut digits = [0_u8; 32];
+    for (index, digit) in digits.iter_mut().enumerate() {
+        let shift = 124 - 4 * index;
+        *digit = HEX[usize::from(((random >> shift) & 0xf) as u8)];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Wraps every request: assigns the request id, counts the response by route
+/// and status, rewrites a bare error response into problem+json, and logs the
+/// completion at debug level.
 ///
 /// # Errors
 ///
@@ -103,56 +131,82 @@ pub async fn request_context(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let started = Instant::now();
+    // Only the debug line below needs the duration.
+    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
 
-    let request_id = match request
+    let request_id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
-        .and_then(accepted_request_id)
-    {
-        Some(id) => id.to_owned(),
-        // A random 128-bit id from the thread-local generator, which needs no
-        // system call per request.
-        None => format!("{:032x}", rand::random::<u128>()),
-    };
+        .filter(|value| accepted_request_id(value).is_some())
+        .cloned()
+        .unwrap_or_else(generate_request_id);
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    let method = request.method().clone();
-    let state = request.app_data::<web::Data<AppState>>().cloned();
 
-    // The route pattern is known only after routing, so the span starts with
-    // the path and records the route when the response is back.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        method = %method,
-        path = request.path(),
-        route = tracing::field::Empty,
-    );
-    let response = next.call(request).instrument(span.clone()).await?;
-    let route = response
-        .request()
-        .app_data::<RouteName>()
-        .map_or("unmatched", |name| name.0);
-    span.record("route", route);
+    let response = next.call(request).await?;
+    let route = route_of(response.request());
 
     let mut response = if response.status().as_u16() >= 400 && !is_problem(&response) {
         into_problem(response)
     } else {
         response.map_into_boxed_body()
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-
     let status = response.status().as_u16();
-    if let Some(state) = state {
+    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
         state.http_metrics.record(route, status);
     }
-    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    tracing::debug!(parent: &span, status, elapsed_us, "request completed");
+    if let Some(started) = started {
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let request = response.request();
+        tracing::debug!(
+            request_id = request_id.to_str().unwrap_or_default(),
+            method = %request.method(),
+            path = request.path(),
+            route,
+            status,
+            elapsed_us,
+            "request completed"
+        );
+    }
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     Ok(response)
+}
+
+/// Returns the route pattern of a routed request, or `unmatched`.
+fn route_of(request: &HttpRequest) -> &'static str {
+    request
+        .app_data::<RouteName>()
+        .map_or("unmatched", |name| name.0)
+}
+
+/// Returns the `request` span of `request`, with its request id, method,
+/// path and route pattern, for the log lines written while it is handled.
+pub fn span_of(request: &HttpRequest) -> tracing::Span {
+    let extensions = request.extensions();
+    let request_id = extensions.get::<RequestId>().map_or("", RequestId::as_str);
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %request.method(),
+        path = request.path(),
+        route = route_of(request),
+    )
+}
+
+/// Runs a routed request inside its `request` span (see [`span_of`]).
+/// Registered on each resource, after routing, so that the span names the
+/// route.
+///
+/// # Errors
+///
+/// Passes on an error of the inner service.
+pub async fn request_span(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let span = span_of(request.request());
+    next.call(request).instrument(span).await
 }
 
 fn is_problem(response: &ServiceResponse<impl MessageBody>) -> bool {

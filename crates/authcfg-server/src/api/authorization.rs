@@ -1,29 +1,34 @@
 //! `POST /v1/datasources/{name}/authorization` (the hot path) and
 //! `POST /v1/datasources/{name}/test` (a forced token request with diagnostics).
 //!
-//! On a cache hit the authorization route does no SQLite work. The API token
-//! is checked in the in-memory index, and the data source and its credentials
-//! version come from the snapshot. The credentials are unsealed only when the
-//! exchange calls the loader on a miss. The audit event goes to the queue.
+//! On a cache hit the authorization route does no SQLite work and no await.
+//! The API token is checked in the in-memory index, the data source and its
+//! credentials version come from the snapshot, and the header from the
+//! exchange's cache. The audit event is a counter that the audit writer turns
+//! into a row later. Everything else (errors, token requests, waiting for one)
+//! runs a second time through the full path, inside the request's span. The
+//! credentials are unsealed only when the exchange calls the loader on a miss.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpRequest, HttpResponse};
-use authcfg_exchange::{AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
-use authcfg_model::{AuditOutcome, CredentialField};
+use actix_web::{FromRequest as _, HttpRequest, HttpResponse, ResponseError as _};
+use authcfg_exchange::{Authorization, AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
+use authcfg_model::{AuditOutcome, CredentialField, CredentialsSummary};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
-use super::{blocking, parse_body};
-use crate::access::Caller;
+use super::{blocking, check_media_type, parse_body};
+use crate::access::{self, Caller};
 use crate::audit;
 use crate::problem::{from_exchange, ApiError, Problem, ProblemKind};
 use crate::snapshot::Entry;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// Longest accepted `min_valid_for`, in seconds: one day.
 const MAX_MIN_VALID_FOR_SECS: u64 = 24 * 60 * 60;
@@ -44,25 +49,25 @@ pub struct AuthorizationRequest {
 
 /// A ready `Authorization` header.
 #[derive(Serialize, ToSchema)]
-pub struct AuthorizationResponse {
+pub struct AuthorizationResponse<'a> {
     /// The header name, always `Authorization`.
     #[schema(example = "Authorization")]
     pub header: &'static str,
     /// The header value, such as `Bearer eyJ...` or `Basic YXBp...`.
     #[schema(example = "Bearer eyJhbGciOi...")]
-    pub value: String,
+    pub value: &'a str,
     /// `Bearer` or `Basic`.
     #[schema(example = "Bearer")]
-    pub token_type: String,
+    pub token_type: &'a str,
     /// When the token stops being handed out (RFC 3339); `null` for Basic.
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     /// The scope the token endpoint granted, when it named one.
-    pub scope: Option<String>,
+    pub scope: Option<&'a str>,
 }
 
-impl std::fmt::Debug for AuthorizationResponse {
+impl std::fmt::Debug for AuthorizationResponse<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthorizationResponse")
             .field("token_type", &self.token_type)
@@ -163,7 +168,7 @@ fn no_credentials(name: &str) -> ApiError {
     params(("name" = String, Path, description = "Data source name")),
     request_body(content = Option<AuthorizationRequest>, description = "Optional; an empty body or `null` takes the defaults"),
     responses(
-        (status = 200, description = "The header", body = AuthorizationResponse),
+        (status = 200, description = "The header", body = AuthorizationResponse<'_>),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
@@ -178,21 +183,56 @@ fn no_credentials(name: &str) -> ApiError {
 )]
 pub async fn authorize(
     state: web::Data<AppState>,
-    caller: Caller,
-    name: web::Path<String>,
     request: HttpRequest,
     body: Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let name = name.into_inner();
-    if let Err(error) = caller.require_datasource(&name) {
-        record_issue(&state, &caller, &name, AuditOutcome::Denied, None, None);
-        return Err(error);
+) -> HttpResponse {
+    if let Some(response) = cached_response(&state, &request, &body) {
+        return response;
     }
-    // An empty body and a JSON `null` both take the defaults.
-    let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+
+    let span = telemetry::span_of(&request);
+    async {
+        match authorize_in_full(&state, &request, &body).await {
+            Ok(response) => response,
+            Err(error) => error.error_response(),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Answers a request that a cached header satisfies, with no I/O, no span
+/// and no await. Returns `None` for everything else, including every error,
+/// which [`authorize_in_full`] then handles and reports.
+fn cached_response(state: &AppState, request: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
+    // The name as routed; a percent-encoded name is not in the snapshot and
+    // so takes the full path, which decodes it.
+    let name = request.match_info().get("name")?;
+    let caller = access::authenticate(request).ok()?;
+    if !caller.may_use(name) {
+        return None;
+    }
+    let options = parse_options(request, body).ok()?;
+    let entry = state.snapshot.get(name)?;
+    let credentials = entry.credentials.as_ref()?;
+
+    let authorization = state
+        .exchange
+        .cached(&authorize_request(&entry, credentials, &options))?;
+    state.audit.record_issued(caller.token_id(), name);
+    Some(authorization_response(&authorization))
+}
+
+/// Parses the optional body: empty, `null` or an [`AuthorizationRequest`].
+fn parse_options(request: &HttpRequest, body: &[u8]) -> Result<AuthorizationRequest, ApiError> {
+    // An empty body, `{}` and a JSON `null` all take the defaults; the
+    // first two are what most callers send, so they skip the parser.
+    let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace)
+        || (body == b"{}" && check_media_type(request).is_ok())
+    {
         AuthorizationRequest::default()
     } else {
-        parse_body::<Option<AuthorizationRequest>>(&request, &body)?.unwrap_or_default()
+        parse_body::<Option<AuthorizationRequest>>(request, body)?.unwrap_or_default()
     };
     if options.min_valid_for > MAX_MIN_VALID_FOR_SECS {
         return Err(ApiError::field(
@@ -203,73 +243,114 @@ pub async fn authorize(
             ),
         ));
     }
+    Ok(options)
+}
 
-    let entry = entry_of(&state, &name).await?;
-    let Some(credentials) = &entry.credentials else {
-        record_issue(
-            &state,
-            &caller,
-            &name,
-            AuditOutcome::Failure,
-            Some("missing_credentials"),
-            None,
-        );
-        return Err(no_credentials(&name));
-    };
-    let authorize_request = AuthorizeRequest {
+/// Builds the exchange's request for a data source entry.
+fn authorize_request<'a>(
+    entry: &'a Entry,
+    credentials: &'a CredentialsSummary,
+    options: &AuthorizationRequest,
+) -> AuthorizeRequest<'a> {
+    AuthorizeRequest {
         datasource: entry.datasource.id,
         auth: &entry.datasource.auth,
         client_id: &credentials.client_id,
         credentials_version: credentials.version,
         min_valid_for: Duration::from_secs(options.min_valid_for),
         force_refresh: options.force_refresh,
+    }
+}
+
+/// Builds the 200 response, which no cache may keep.
+fn authorization_response(authorization: &Authorization) -> HttpResponse {
+    let body = AuthorizationResponse {
+        header: "Authorization",
+        value: authorization.value.expose_secret(),
+        token_type: authorization.token_type,
+        expires_at: authorization.expires_at,
+        scope: authorization.scope.as_deref(),
+    };
+    // The header value is most of the body; the rest is under 200 bytes.
+    let mut json = Vec::with_capacity(authorization.value.expose_secret().len() + 256);
+    if let Err(error) = serde_json::to_writer(&mut json, &body) {
+        return ApiError::internal(format!("cannot encode the authorization response: {error}"))
+            .error_response();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header(header::ContentType::json())
+        .body(json)
+}
+
+/// Handles an authorization request that the cache does not answer at once:
+/// authentication and its errors, a token request or the wait for one, and
+/// the errors of the exchange.
+async fn authorize_in_full(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<HttpResponse, actix_web::Error> {
+    let caller = access::authenticate(request)?;
+    let name = web::Path::<String>::extract(request).await?.into_inner();
+    if let Err(error) = caller.require_datasource(&name) {
+        record_issue(state, &caller, &name, AuditOutcome::Denied, None, None);
+        return Err(error.into());
+    }
+    let options = parse_options(request, body)?;
+
+    let entry = entry_of(state, &name).await?;
+    let Some(credentials) = &entry.credentials else {
+        record_issue(
+            state,
+            &caller,
+            &name,
+            AuditOutcome::Failure,
+            Some("missing_credentials"),
+            None,
+        );
+        return Err(no_credentials(&name).into());
     };
 
     let store = state.store.clone();
     let load_name = name.clone();
     let result = state
         .exchange
-        .authorize(&authorize_request, move || async move {
-            let unsealed =
-                tokio::task::spawn_blocking(move || store.unseal_credentials(&load_name))
-                    .await
-                    .map_err(BoxError::from)?
-                    .map_err(BoxError::from)?;
-            match unsealed {
-                Some(unsealed) => Ok(LoadedCredentials {
-                    credentials: unsealed.credentials,
-                    version: unsealed.version,
-                }),
-                None => Err(BoxError::from("the credentials were deleted meanwhile")),
-            }
-        })
+        .authorize(
+            &authorize_request(&entry, credentials, &options),
+            move || async move {
+                let unsealed =
+                    tokio::task::spawn_blocking(move || store.unseal_credentials(&load_name))
+                        .await
+                        .map_err(BoxError::from)?
+                        .map_err(BoxError::from)?;
+                match unsealed {
+                    Some(unsealed) => Ok(LoadedCredentials {
+                        credentials: unsealed.credentials,
+                        version: unsealed.version,
+                    }),
+                    None => Err(BoxError::from("the credentials were deleted meanwhile")),
+                }
+            },
+        )
         .await;
 
     match result {
         Ok(authorization) => {
             state.audit.record_issued(caller.token_id(), &name);
-            let body = AuthorizationResponse {
-                header: "Authorization",
-                value: authorization.value.expose_secret().to_owned(),
-                token_type: authorization.token_type,
-                expires_at: authorization.expires_at,
-                scope: authorization.scope,
-            };
-            Ok(HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::PRAGMA, "no-cache"))
-                .json(body))
+            Ok(authorization_response(&authorization))
         }
         Err(error) => {
             record_issue(
-                &state,
+                state,
                 &caller,
                 &name,
                 AuditOutcome::Failure,
                 Some(error.kind()),
                 error.upstream_status(),
             );
-            Err(from_exchange(error, &name))
+            Err(from_exchange(error, &name).into())
         }
     }
 }

@@ -12,12 +12,13 @@ pub mod datasources;
 pub mod system;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
 use authcfg_model::ValidationErrors;
 use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiError, ProblemKind};
-use crate::telemetry::RouteName;
+use crate::telemetry::{request_span, RouteName};
 
 pub use audit_log::{AuditPage, ListAuditQuery};
 pub use authorization::{AuthorizationRequest, AuthorizationResponse, TestReport};
@@ -38,26 +39,31 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
         .service(
             web::resource("/healthz")
                 .app_data(RouteName("/healthz"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(system::healthz)),
         )
         .service(
             web::resource("/readyz")
                 .app_data(RouteName("/readyz"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(system::readyz)),
         )
         .service(
             web::resource("/metrics")
                 .app_data(RouteName("/metrics"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(system::metrics)),
         )
         .service(
             web::resource("/openapi.json")
                 .app_data(RouteName("/openapi.json"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(system::openapi_json)),
         )
         // The router tries resources in order and matches a pattern with a
         // `{name}` segment by regular expression, so the cache-hit route
-        // comes before the other patterns with one.
+        // comes before the other patterns with one. It opens its span itself,
+        // only when a request needs more than a cached header.
         .service(
             web::resource("/v1/datasources/{name}/authorization")
                 .app_data(RouteName("/v1/datasources/{name}/authorization"))
@@ -66,12 +72,14 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
         .service(
             web::resource("/v1/datasources")
                 .app_data(RouteName("/v1/datasources"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(datasources::list_datasources))
                 .route(web::post().to(datasources::create_datasource)),
         )
         .service(
             web::resource("/v1/datasources/{name}")
                 .app_data(RouteName("/v1/datasources/{name}"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(datasources::get_datasource))
                 .route(web::patch().to(datasources::update_datasource))
                 .route(web::delete().to(datasources::delete_datasource)),
@@ -79,19 +87,61 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
         .service(
             web::resource("/v1/datasources/{name}/credentials")
                 .app_data(RouteName("/v1/datasources/{name}/credentials"))
+                .wrap(from_fn(request_span))
                 .route(web::put().to(credentials::put_credentials))
                 .route(web::delete().to(credentials::delete_credentials)),
         )
         .service(
             web::resource("/v1/datasources/{name}/test")
                 .app_data(RouteName("/v1/datasources/{name}/test"))
+                .wrap(from_fn(request_span))
                 .route(web::post().to(authorization::test_datasource)),
         )
         .service(
             web::resource("/v1/audit")
                 .app_data(RouteName("/v1/audit"))
+                .wrap(from_fn(request_span))
                 .route(web::get().to(audit_log::list_audit)),
         );
+}
+
+/// Accepts a request without `Content-Type` or with a JSON media type
+/// (`application/json` or `application/*+json`, in any case).
+///
+/// # Errors
+///
+/// A 415 naming the media type that was sent.
+pub(crate) fn check_media_type(request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media_type = content_type
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let is = |part: Option<&str>, expected: &str| {
+        part.is_some_and(|part| part.eq_ignore_ascii_case(expected))
+    };
+    let json = is(Some(media_type), "application/json")
+        || (is(media_type.get(.."application/".len()), "application/")
+            && is(
+                media_type.get(media_type.len().saturating_sub(5)..),
+                "+json",
+            ));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ProblemKind::UnsupportedMediaType,
+            format!(
+                "the body has media type {:?}: send JSON with Content-Type: application/json",
+                media_type.to_ascii_lowercase()
+            ),
+        ))
+    }
 }
 
 /// Parses a JSON request body strictly.
@@ -102,26 +152,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
     request: &HttpRequest,
     body: &[u8],
 ) -> Result<T, ApiError> {
-    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-        let media_type = content_type
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        let json = media_type == "application/json"
-            || (media_type.starts_with("application/") && media_type.ends_with("+json"));
-        if !json {
-            return Err(ApiError::new(
-                ProblemKind::UnsupportedMediaType,
-                format!(
-                    "the body has media type {media_type:?}: send JSON with Content-Type: application/json"
-                ),
-            ));
-        }
-    }
+    check_media_type(request)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             ProblemKind::BadRequest,
