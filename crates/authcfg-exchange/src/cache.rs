@@ -7,7 +7,7 @@
 //! token. Locks are `std::sync` locks held only for a few field reads: no lock
 //! is held across an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -20,46 +20,40 @@ use tokio::sync::watch;
 
 use crate::{Authorization, Error};
 
-/// Everything that shapes a token: two requests share a token only when all of
-/// it is equal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CacheKey {
+/// The part of the auth config that shapes a token. Slots with equal configs
+/// share one copy of it (see [`Cache::share_config`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ConfigKey {
     method: AuthMethod,
-    token_url: Option<String>,
+    token_url: Option<Box<str>>,
     grant_type: Option<GrantType>,
     client_auth: ClientAuthMethod,
-    client_id: String,
     /// Scope tokens, sorted and without duplicates: a scope is a set.
-    scope: Vec<String>,
+    scope: Box<[Box<str>]>,
     token_params: BTreeMap<String, String>,
-    credentials_version: u64,
 }
 
-impl CacheKey {
-    pub(crate) fn new(auth: &AuthConfig, client_id: &str, credentials_version: u64) -> Self {
-        let mut scope: Vec<String> = auth.scope_tokens().into_iter().map(str::to_owned).collect();
+impl ConfigKey {
+    fn new(auth: &AuthConfig) -> Self {
+        let mut scope: Vec<Box<str>> = auth.scope_tokens().into_iter().map(Box::from).collect();
         scope.sort_unstable();
         scope.dedup();
         Self {
             method: auth.method,
-            token_url: auth.token_url.clone(),
+            token_url: auth.token_url.as_deref().map(Box::from),
             grant_type: auth.grant_type,
             client_auth: auth.client_auth_or_default(),
-            client_id: client_id.to_owned(),
-            scope,
+            scope: scope.into_boxed_slice(),
             token_params: auth.token_params.clone(),
-            credentials_version,
         }
     }
 
-    /// Compares the config part of the key with `auth` and `client_id`
-    /// without allocating.
-    fn matches_config(&self, auth: &AuthConfig, client_id: &str) -> bool {
+    /// Compares the key with `auth` without allocating.
+    fn matches(&self, auth: &AuthConfig) -> bool {
         self.method == auth.method
             && self.token_url.as_deref() == auth.token_url.as_deref()
             && self.grant_type == auth.grant_type
             && self.client_auth == auth.client_auth_or_default()
-            && self.client_id == client_id
             && self.token_params == auth.token_params
             && self.scope_matches(auth.scope.as_deref().unwrap_or(""))
     }
@@ -70,14 +64,39 @@ impl CacheKey {
         let mut tokens = configured.split(' ').filter(|token| !token.is_empty());
         if !tokens.all(|token| {
             self.scope
-                .binary_search_by(|key| key.as_str().cmp(token))
+                .binary_search_by(|key| (**key).cmp(token))
                 .is_ok()
         }) {
             return false;
         }
         self.scope
             .iter()
-            .all(|key| configured.split(' ').any(|token| token == key.as_str()))
+            .all(|key| configured.split(' ').any(|token| token == &**key))
+    }
+}
+
+/// Everything that shapes a token: two requests share a token only when all of
+/// it is equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheKey {
+    config: Arc<ConfigKey>,
+    client_id: Box<str>,
+    credentials_version: u64,
+}
+
+impl CacheKey {
+    pub(crate) fn new(auth: &AuthConfig, client_id: &str, credentials_version: u64) -> Self {
+        Self {
+            config: Arc::new(ConfigKey::new(auth)),
+            client_id: client_id.into(),
+            credentials_version,
+        }
+    }
+
+    /// Compares the config part of the key with `auth` and `client_id`
+    /// without allocating.
+    fn matches_config(&self, auth: &AuthConfig, client_id: &str) -> bool {
+        &*self.client_id == client_id && self.config.matches(auth)
     }
 }
 
@@ -146,7 +165,8 @@ pub(crate) struct Backoff {
 pub(crate) struct SlotState {
     pub(crate) token: Option<Arc<CachedToken>>,
     pub(crate) flight: Option<Flight>,
-    pub(crate) backoff: Option<Backoff>,
+    /// Boxed, because it is rare and a slot exists for every data source.
+    pub(crate) backoff: Option<Box<Backoff>>,
     /// Failed token requests in a row, for the exponential back-off.
     pub(crate) failures: u32,
 }
@@ -195,6 +215,9 @@ impl Slot {
 #[derive(Default)]
 pub(crate) struct Cache {
     slots: RwLock<HashMap<DataSourceId, Arc<Slot>>>,
+    /// One copy of each distinct config that a slot uses. Locked after
+    /// `slots`, never before.
+    configs: Mutex<HashSet<Arc<ConfigKey>>>,
     next_flight: AtomicU64,
 }
 
@@ -240,6 +263,7 @@ impl Cache {
         match slots.get(&datasource) {
             Some(slot) if usable(slot) => Arc::clone(slot),
             _ => {
+                let key = self.share_config(key, slots.len());
                 let slot = Arc::new(Slot::new(key));
                 slots.insert(datasource, Arc::clone(&slot));
                 slot
@@ -257,15 +281,34 @@ impl Cache {
         &self,
         datasource: DataSourceId,
         current: &Arc<Slot>,
-        replacement: Arc<Slot>,
+        key: CacheKey,
+        token: Arc<CachedToken>,
     ) {
         let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if slots
             .get(&datasource)
             .is_some_and(|slot| Arc::ptr_eq(slot, current))
         {
-            slots.insert(datasource, replacement);
+            let key = self.share_config(key, slots.len());
+            slots.insert(datasource, Arc::new(Slot::with_token(key, token)));
         }
+    }
+
+    /// Returns `key` with the shared copy of its config, adding the config
+    /// when no slot uses an equal one. `slots` is the number of slots, which
+    /// bounds the number of configs in use: when the set holds more than
+    /// twice as many, the configs no slot uses any more are dropped.
+    fn share_config(&self, mut key: CacheKey, slots: usize) -> CacheKey {
+        let mut configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = configs.get(&*key.config) {
+            key.config = Arc::clone(shared);
+            return key;
+        }
+        if configs.len() > 2 * slots + 16 {
+            configs.retain(|config| Arc::strong_count(config) > 1);
+        }
+        configs.insert(Arc::clone(&key.config));
+        key
     }
 
     /// Drops the slot of `datasource`. A flight in progress still reports to
@@ -355,6 +398,37 @@ mod tests {
         );
         auth.scope = scope.map(str::to_owned);
         auth
+    }
+
+    #[test]
+    fn equal_configs_share_one_copy() {
+        let cache = Cache::default();
+        let id = |n: u128| DataSourceId(uuid::Uuid::from_u128(n));
+
+        let first = cache.slot(id(1), &auth(Some("a b")), "client-1", 1);
+        let second = cache.slot(id(2), &auth(Some("b a")), "client-2", 1);
+        let other = cache.slot(id(3), &auth(Some("c")), "client-1", 1);
+
+        assert!(Arc::ptr_eq(&first.key.config, &second.key.config));
+        assert!(!Arc::ptr_eq(&first.key.config, &other.key.config));
+        assert_eq!(cache.configs.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unused_configs_are_dropped() {
+        let cache = Cache::default();
+        let id = |n: u128| DataSourceId(uuid::Uuid::from_u128(n));
+
+        // One data source whose scope changes 100 times leaves one slot, and
+        // the configs of the replaced slots are dropped as they pile up.
+        for round in 0..100 {
+            let slot = cache.slot(id(1), &auth(Some(&format!("scope-{round}"))), "demo", 1);
+            drop(slot);
+        }
+
+        assert_eq!(cache.slots.read().unwrap().len(), 1);
+        // At most twice the slots plus 16 before a purge, and the one added after it.
+        assert!(cache.configs.lock().unwrap().len() <= 2 + 16 + 1);
     }
 
     #[test]

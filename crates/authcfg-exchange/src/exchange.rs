@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::basic::basic_token;
 use crate::cache::{
-    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Slot, SlotState,
+    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, SlotState,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
@@ -77,7 +77,10 @@ fn usable_token<'a>(
 
 /// Returns the back-off of the slot if it has not ended at `now`.
 fn active_backoff(state: &SlotState, now: Instant) -> Option<&Backoff> {
-    state.backoff.as_ref().filter(|backoff| backoff.until > now)
+    state
+        .backoff
+        .as_deref()
+        .filter(|backoff| backoff.until > now)
 }
 
 /// Returns the token to serve at once, if any: a usable token that is not due
@@ -321,20 +324,17 @@ impl Exchange {
                             // Rotation or a newer credentials version: the
                             // token belongs under the new key, so that the
                             // next caller naming that version hits.
-                            replacement = Some(Arc::new(Slot::with_token(
-                                fetched.key.clone(),
-                                Arc::clone(&fetched.token),
-                            )));
+                            replacement = Some((fetched.key.clone(), Arc::clone(&fetched.token)));
                         }
                     }
                 }
                 Err(error) if backs_off(error) => {
                     state.failures = state.failures.saturating_add(1);
                     let delay = self.backoff_delay(state.failures, error.retry_after());
-                    state.backoff = Some(Backoff {
+                    state.backoff = Some(Box::new(Backoff {
                         until: now + delay,
                         cause: error.clone(),
-                    });
+                    }));
                     tracing::warn!(
                         datasource = %request.datasource,
                         error = %error,
@@ -359,8 +359,8 @@ impl Exchange {
                 .map_err(Clone::clone);
             guard.finish(&mut state, published);
         }
-        if let Some(replacement) = replacement {
-            inner.cache.replace(request.datasource, &slot, replacement);
+        if let Some((key, token)) = replacement {
+            inner.cache.replace(request.datasource, &slot, key, token);
         }
 
         match result {

@@ -143,7 +143,7 @@ const MAX_PARAM_LEN: usize = 2048;
 ///
 /// The credentials themselves (client id and secret) are not part of the
 /// config; they are stored sealed, apart from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {

@@ -1,35 +1,124 @@
-//! The in-memory copy of every data source and its credentials summary, read
-//! by the authorization route so that a cache hit never touches SQLite.
+//! The in-memory copy of what the authorization route needs of each data
+//! source, so that a cache hit never touches SQLite.
 //!
 //! Writes made through this process update the copy at once. Writes made by
-//! another process (the CLI on the same data directory) are picked up by the
-//! background refresher, which reloads the copy when the store's change counter
-//! moves. They show within about a second, or within four times the duration
-//! of a reload for a store so large that a reload takes longer.
+//! another process (the command line on the same data directory) are picked
+//! up by the background refresher, which reloads the copy when the store's
+//! change counter moves. They show within about a second, or within four
+//! times the duration of a reload for a store so large that a reload takes
+//! longer.
+//!
+//! An entry keeps only the fields the route uses, and data sources with equal
+//! auth configs share one copy of it, so that a server with a hundred
+//! thousand data sources keeps a few hundred bytes per data source here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use authcfg_model::{CredentialsSummary, DataSource, DataSourceId};
+use authcfg_model::{AuthConfig, CredentialsSummary, DataSource, DataSourceId};
 use authcfg_store::Store;
 
 /// Page size used when the whole list of data sources is reloaded.
 const RELOAD_PAGE_SIZE: usize = 500;
 
-/// One data source as the authorization route needs it.
-#[derive(Debug, Clone)]
+/// What the authorization route needs of one data source.
+#[derive(Debug)]
 pub struct Entry {
-    /// The data source.
-    pub datasource: DataSource,
-    /// Its credentials summary, `None` when it has no credentials.
-    pub credentials: Option<CredentialsSummary>,
+    /// The data source id.
+    pub id: DataSourceId,
+    /// The data source version, which every change of it increments.
+    pub version: u64,
+    /// The auth config, shared with the data sources whose config is equal.
+    pub auth: Arc<AuthConfig>,
+    /// The client id and version of the credentials, `None` when the data
+    /// source has no credentials.
+    pub credentials: Option<EntryCredentials>,
+}
+
+/// The part of a credentials summary that the authorization route needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCredentials {
+    /// The client id.
+    pub client_id: Box<str>,
+    /// The credentials version, which every change of them increments.
+    pub version: u64,
+}
+
+impl From<&CredentialsSummary> for EntryCredentials {
+    fn from(summary: &CredentialsSummary) -> Self {
+        Self {
+            client_id: summary.client_id.as_str().into(),
+            version: summary.version,
+        }
+    }
+}
+
+/// The entries by name and the distinct auth configs they share.
+#[derive(Debug, Default)]
+pub struct Entries {
+    by_name: HashMap<Box<str>, Arc<Entry>>,
+    configs: HashSet<Arc<AuthConfig>>,
+}
+
+impl Entries {
+    /// Inserts or replaces the entry of `datasource`.
+    pub fn insert(&mut self, datasource: DataSource, credentials: Option<EntryCredentials>) {
+        let auth = self.intern(datasource.auth);
+        let entry = Arc::new(Entry {
+            id: datasource.id,
+            version: datasource.version,
+            auth,
+            credentials,
+        });
+        if let Some(old) = self.by_name.insert(datasource.name.into(), entry) {
+            self.release(&old);
+        }
+    }
+
+    /// Removes the entry of `name`.
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.by_name.remove(name) {
+            self.release(&old);
+        }
+    }
+
+    /// Returns the shared copy of `auth`, adding it when it is new.
+    fn intern(&mut self, auth: AuthConfig) -> Arc<AuthConfig> {
+        if let Some(shared) = self.configs.get(&auth) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(auth);
+        self.configs.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Forgets the auth config of a removed entry when no other entry uses it.
+    ///
+    /// A reader that still holds an older entry with the config keeps it in
+    /// the set until the next reload, which builds the set anew.
+    fn release(&mut self, old: &Entry) {
+        // The set and `old` hold one reference each.
+        if Arc::strong_count(&old.auth) <= 2 {
+            self.configs.remove(&*old.auth);
+        }
+    }
+
+    /// Returns the number of entries.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Returns true when there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
 }
 
 /// Data sources by name.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    entries: RwLock<Entries>,
     /// Incremented by every direct update, so that a reload that started
     /// before one does not overwrite it with older data.
     generation: AtomicU64,
@@ -41,6 +130,7 @@ impl Snapshot {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_name
             .get(name)
             .cloned()
     }
@@ -51,44 +141,28 @@ impl Snapshot {
     }
 
     /// Inserts or replaces the entry of a data source.
-    pub fn upsert(&self, datasource: DataSource, credentials: Option<CredentialsSummary>) {
+    pub fn upsert(&self, datasource: DataSource, credentials: Option<&CredentialsSummary>) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let name = datasource.name.clone();
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                name,
-                Arc::new(Entry {
-                    datasource,
-                    credentials,
-                }),
-            );
-    }
-
-    /// Replaces the credentials summary of a data source, if it is known.
-    pub fn set_credentials(&self, name: &str, credentials: Option<CredentialsSummary>) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = entries.get_mut(name) {
-            *entry = Arc::new(Entry {
-                datasource: entry.datasource.clone(),
-                credentials,
-            });
-        }
+            .insert(datasource, credentials.map(EntryCredentials::from));
     }
 
     /// Records a new credentials version after a rotated refresh token was stored.
     pub fn set_credentials_version(&self, id: DataSourceId, version: u64) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = entries.values_mut().find(|entry| entry.datasource.id == id) {
-            if let Some(summary) = &entry.credentials {
-                let mut summary = summary.clone();
-                summary.version = version;
+        if let Some(entry) = entries.by_name.values_mut().find(|entry| entry.id == id) {
+            if let Some(credentials) = &entry.credentials {
                 *entry = Arc::new(Entry {
-                    datasource: entry.datasource.clone(),
-                    credentials: Some(summary),
+                    id: entry.id,
+                    version: entry.version,
+                    auth: Arc::clone(&entry.auth),
+                    credentials: Some(EntryCredentials {
+                        client_id: credentials.client_id.clone(),
+                        version,
+                    }),
                 });
             }
         }
@@ -110,7 +184,7 @@ impl Snapshot {
     pub fn replace_if_unchanged(
         &self,
         generation: u64,
-        entries: HashMap<String, Arc<Entry>>,
+        entries: Entries,
     ) -> Option<Vec<DataSourceId>> {
         let mut current = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if self.generation.load(Ordering::SeqCst) != generation {
@@ -118,10 +192,10 @@ impl Snapshot {
         }
 
         let mut changed = Vec::new();
-        for (name, old) in current.iter() {
-            match entries.get(name) {
-                None => changed.push(old.datasource.id),
-                Some(new) if !same_versions(old, new) => changed.push(old.datasource.id),
+        for (name, old) in &current.by_name {
+            match entries.by_name.get(name) {
+                None => changed.push(old.id),
+                Some(new) if !same_versions(old, new) => changed.push(old.id),
                 Some(_) => {}
             }
         }
@@ -144,37 +218,39 @@ impl Snapshot {
 }
 
 fn same_versions(old: &Entry, new: &Entry) -> bool {
-    old.datasource.id == new.datasource.id
-        && old.datasource.version == new.datasource.version
-        && old.credentials.as_ref().map(|summary| summary.version)
-            == new.credentials.as_ref().map(|summary| summary.version)
+    old.id == new.id
+        && old.version == new.version
+        && old
+            .credentials
+            .as_ref()
+            .map(|credentials| credentials.version)
+            == new
+                .credentials
+                .as_ref()
+                .map(|credentials| credentials.version)
 }
 
-/// Reads every data source and its credentials summary from the store.
+/// Reads every data source and its credentials summary from the store, one
+/// page of [`RELOAD_PAGE_SIZE`] per query.
 ///
 /// # Errors
 ///
 /// Returns the store's error.
-pub fn load_entries(store: &Store) -> Result<HashMap<String, Arc<Entry>>, authcfg_store::Error> {
-    let mut entries = HashMap::new();
+pub fn load_entries(store: &Store) -> Result<Entries, authcfg_store::Error> {
+    let mut entries = Entries::default();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.list_datasources(cursor.as_deref(), RELOAD_PAGE_SIZE)?;
-        for datasource in page.items {
-            let credentials = store.credentials_summary(&datasource.name)?;
-            entries.insert(
-                datasource.name.clone(),
-                Arc::new(Entry {
-                    datasource,
-                    credentials,
-                }),
-            );
+        let page = store.list_datasources_with_credentials(cursor.as_deref(), RELOAD_PAGE_SIZE)?;
+        for item in page.items {
+            let credentials = item.credentials.as_ref().map(EntryCredentials::from);
+            entries.insert(item.datasource, credentials);
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
+    entries.by_name.shrink_to_fit();
     Ok(entries)
 }
 
@@ -199,18 +275,12 @@ mod tests {
         }
     }
 
-    fn entries(list: &[(&str, u64)]) -> HashMap<String, Arc<Entry>> {
-        list.iter()
-            .map(|(name, version)| {
-                (
-                    (*name).to_owned(),
-                    Arc::new(Entry {
-                        datasource: datasource(name, *version),
-                        credentials: None,
-                    }),
-                )
-            })
-            .collect()
+    fn entries(list: &[(&str, u64)]) -> Entries {
+        let mut entries = Entries::default();
+        for (name, version) in list {
+            entries.insert(datasource(name, *version), None);
+        }
+        entries
     }
 
     #[test]
@@ -228,7 +298,7 @@ mod tests {
         let mut expected = vec![datasource("bb", 1).id, datasource("ccc", 1).id];
         expected.sort();
         assert_eq!(changed, expected);
-        assert_eq!(snapshot.get("bb").unwrap().datasource.version, 2);
+        assert_eq!(snapshot.get("bb").unwrap().version, 2);
         assert!(snapshot.get("ccc").is_none());
     }
 
@@ -242,7 +312,7 @@ mod tests {
         let result = snapshot.replace_if_unchanged(generation, entries(&[("a", 1)]));
 
         assert!(result.is_none());
-        assert_eq!(snapshot.get("a").unwrap().datasource.version, 2);
+        assert_eq!(snapshot.get("a").unwrap().version, 2);
     }
 
     #[test]
@@ -256,11 +326,50 @@ mod tests {
             version: 3,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         };
-        snapshot.upsert(datasource("a", 1), Some(summary));
+        snapshot.upsert(datasource("a", 1), Some(&summary));
 
         snapshot.set_credentials_version(datasource("a", 1).id, 4);
 
         let entry = snapshot.get("a").unwrap();
         assert_eq!(entry.credentials.as_ref().unwrap().version, 4);
+        assert_eq!(&*entry.credentials.as_ref().unwrap().client_id, "client");
+    }
+
+    #[test]
+    fn equal_configs_are_shared_until_unused() {
+        let bearer = |url: &str| {
+            AuthConfig::bearer(url.to_owned(), authcfg_model::GrantType::ClientCredentials)
+        };
+        let with_auth = |name: &str, auth: AuthConfig| DataSource {
+            auth,
+            ..datasource(name, 1)
+        };
+        let snapshot = Snapshot::default();
+        snapshot.upsert(with_auth("a", bearer("http://127.0.0.1:1/token")), None);
+        snapshot.upsert(with_auth("bb", bearer("http://127.0.0.1:1/token")), None);
+        snapshot.upsert(with_auth("ccc", bearer("http://127.0.0.1:2/token")), None);
+
+        let a = snapshot.get("a").unwrap();
+        let bb = snapshot.get("bb").unwrap();
+        assert!(
+            Arc::ptr_eq(&a.auth, &bb.auth),
+            "equal configs share one copy"
+        );
+        assert_eq!(configs(&snapshot), 2);
+        drop((a, bb));
+
+        // Replacing and removing entries forgets the configs nobody uses.
+        snapshot.upsert(with_auth("a", bearer("http://127.0.0.1:2/token")), None);
+        assert_eq!(configs(&snapshot), 2, "bb still uses the first config");
+        snapshot.remove("bb");
+        assert_eq!(configs(&snapshot), 1);
+        assert_eq!(
+            snapshot.get("a").unwrap().auth.token_url.as_deref(),
+            Some("http://127.0.0.1:2/token")
+        );
+    }
+
+    fn configs(snapshot: &Snapshot) -> usize {
+        snapshot.entries.read().unwrap().configs.len()
     }
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     /// The store's change counter read before the snapshot and the token
     /// index were first loaded.
     loaded_change_counter: u64,
+    /// The store's external change marker read before the first load.
+    loaded_change_marker: u64,
 }
 
 /// Persists refresh tokens that the provider rotated, and records the new
@@ -123,6 +125,7 @@ impl AppState {
     ) -> anyhow::Result<(Self, impl Future<Output = ()>)> {
         let (audit, writer) = AuditQueue::new(store.clone());
         let loaded_change_counter = store.change_counter()?;
+        let loaded_change_marker = store.external_change_marker()?;
 
         let snapshot = Arc::new(Snapshot::default());
         let generation = snapshot.generation();
@@ -143,6 +146,7 @@ impl AppState {
             http_metrics: HttpMetrics::default(),
             audit,
             loaded_change_counter,
+            loaded_change_marker,
         };
         Ok((state, writer))
     }
@@ -158,6 +162,22 @@ impl AppState {
             }
             Err(error) => {
                 tracing::warn!(error = %error, "the change counter task failed; retrying");
+                None
+            }
+        }
+    }
+
+    /// Reads the store's external change marker, or logs why it cannot.
+    async fn read_change_marker(&self) -> Option<u64> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.external_change_marker()).await {
+            Ok(Ok(marker)) => Some(marker),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "cannot read the store's external change marker; retrying");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "the external change marker task failed; retrying");
                 None
             }
         }
@@ -215,16 +235,24 @@ impl AppState {
 
     /// Runs the refresher until the process stops.
     ///
-    /// Every second it compares the store's change counter with the last one
-    /// seen. When it moved, the API token index is reloaded at once, so that a
-    /// revocation by the command line takes effect within about a second. The
-    /// data source snapshot is reloaded too, but only after a pause of four
-    /// times the previous reload's duration, so that a store with many data
-    /// sources does not spend most of its time reloading while it is written.
-    /// Every 30 seconds it writes the token last-used times.
+    /// Writes through this process update the in-memory copies at once, so
+    /// the refresher only looks for the writes of other processes, such as
+    /// the command line. Every second it reads the store's external change
+    /// marker, which those writes move and this process's own writes do not.
+    /// When it moved, the refresher compares the store's change counter with
+    /// the last one seen, and on a change reloads the API token index at
+    /// once, so that a revocation by the command line takes effect within
+    /// about a second. The data source snapshot is reloaded too, but only
+    /// after a pause of four times the previous reload's duration, so that a
+    /// store with many data sources does not spend most of its time
+    /// reloading while another process writes to it. Every 30 seconds the
+    /// refresher writes the token last-used times.
     pub async fn run_refresher(self: Arc<Self>) {
         let mut tokens_seen = Some(self.loaded_change_counter);
         let mut datasources_seen = Some(self.loaded_change_counter);
+        let mut marker_seen = Some(self.loaded_change_marker);
+        // True while a change by another process is not reloaded yet.
+        let mut pending = false;
         let mut next_datasource_reload = tokio::time::Instant::now();
         let mut last_touch = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval(REFRESH_INTERVAL);
@@ -233,20 +261,29 @@ impl AppState {
         loop {
             ticker.tick().await;
 
+            let marker = self.read_change_marker().await;
+            if marker.is_none() || marker != marker_seen {
+                marker_seen = marker;
+                pending = true;
+            }
+
             // The counter is read before the reloads, so that a change made
             // while they run moves it again and triggers the next reload.
-            if let Some(counter) = self.read_change_counter().await {
-                if tokens_seen != Some(counter) && self.reload_tokens().await {
-                    tokens_seen = Some(counter);
-                }
-
-                let now = tokio::time::Instant::now();
-                if datasources_seen != Some(counter) && now >= next_datasource_reload {
-                    let started = std::time::Instant::now();
-                    if self.reload_datasources().await {
-                        datasources_seen = Some(counter);
+            if pending {
+                if let Some(counter) = self.read_change_counter().await {
+                    if tokens_seen != Some(counter) && self.reload_tokens().await {
+                        tokens_seen = Some(counter);
                     }
-                    next_datasource_reload = now + started.elapsed() * 4;
+
+                    let now = tokio::time::Instant::now();
+                    if datasources_seen != Some(counter) && now >= next_datasource_reload {
+                        let started = std::time::Instant::now();
+                        if self.reload_datasources().await {
+                            datasources_seen = Some(counter);
+                        }
+                        next_datasource_reload = now + started.elapsed() * 4;
+                    }
+                    pending = tokens_seen != Some(counter) || datasources_seen != Some(counter);
                 }
             }
 

@@ -254,6 +254,27 @@ impl Store {
             .query_row([], |row| row.get(0))?;
         convert::from_sql_int("change_counter", "1", value)
     }
+
+    /// Returns a marker that changes whenever another process commits to the
+    /// database: the command line, say, or a second store opened on the same
+    /// file. Writes through this store and its clones leave it unchanged,
+    /// because they all go through its one writer connection.
+    ///
+    /// A server that applies its own writes to an in-memory copy can poll
+    /// this and reload only when the marker moved, and then compare
+    /// [`Store::change_counter`] to learn whether anything it copies changed.
+    /// The value means nothing across stores or restarts; compare it only
+    /// with earlier values of the same store. Reading it waits for a write in
+    /// progress to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolTimeout`] when a write holds the writer connection for
+    /// the pool timeout, [`Error::Sqlite`].
+    pub fn external_change_marker(&self) -> Result<u64, Error> {
+        let value = self.inner.writer.data_version()?;
+        convert::from_sql_int("data_version", "writer", value)
+    }
 }
 
 /// Decides whether `path` is new, an authcfg store, or something else, and

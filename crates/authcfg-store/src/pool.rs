@@ -17,6 +17,9 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::Error;
 
+/// The page cache of each connection, in KiB; SQLite's default is 2000.
+const PAGE_CACHE_KIB: i64 = 512;
+
 /// Opens a read-write connection with the store's pragmas.
 ///
 /// `synchronous = FULL` makes every commit wait for the write-ahead log to
@@ -24,6 +27,10 @@ use crate::Error;
 /// an operating system crash or power loss. In WAL mode `NORMAL` would already
 /// survive a process crash, but credential writes are rare and losing an
 /// acknowledged secret rotation is worse than one fsync per commit.
+///
+/// Each connection caches at most [`PAGE_CACHE_KIB`] of pages. The store's
+/// reads are lookups by key and pages of a listing, which need few pages, and
+/// a store keeps several connections open for its whole life.
 pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
     let connection = Connection::open_with_flags(
         path,
@@ -35,6 +42,8 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // A negative cache size is in KiB rather than pages.
+    connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
@@ -80,6 +89,18 @@ impl Writer {
         let value = change(&transaction)?;
         transaction.commit()?;
         Ok(value)
+    }
+
+    /// Returns `PRAGMA data_version` of the writer connection, which changes
+    /// only when another connection commits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolTimeout`] when the writer connection stays busy for the
+    /// pool timeout, [`Error::Sqlite`].
+    pub(crate) fn data_version(&self) -> Result<i64, Error> {
+        let connection = self.connection.get()?;
+        Ok(connection.pragma_query_value(None, "data_version", |row| row.get(0))?)
     }
 }
 

@@ -160,3 +160,29 @@ fn mixed_writes_all_succeed() {
         100
     );
 }
+
+#[test]
+fn external_change_marker_moves_only_for_other_processes() {
+    let test = TestStore::new();
+    let store = &test.store;
+    let start = store.external_change_marker().unwrap();
+
+    // Writes through this store and its clones leave the marker alone.
+    store.create_datasource(&bearer("crm")).unwrap();
+    store
+        .clone()
+        .put_credentials("crm", &Credentials::new("client", "secret"))
+        .unwrap();
+    assert_eq!(store.external_change_marker().unwrap(), start);
+
+    // A second store on the same file stands for another process.
+    let other =
+        authcfg_store::Store::open(&test.path, &common::passphrase("correct horse"), &options())
+            .unwrap();
+    other.create_datasource(&bearer("billing")).unwrap();
+    let moved = store.external_change_marker().unwrap();
+    assert_ne!(moved, start);
+
+    store.delete_datasource("billing").unwrap();
+    assert_eq!(store.external_change_marker().unwrap(), moved);
+}

@@ -16,7 +16,7 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, ResponseError as _};
 use authcfg_exchange::{Authorization, AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
-use authcfg_model::{AuditOutcome, CredentialField, CredentialsSummary};
+use authcfg_model::{AuditOutcome, CredentialField};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
@@ -26,7 +26,7 @@ use super::{blocking, check_media_type, parse_body};
 use crate::access::{self, Caller};
 use crate::audit;
 use crate::problem::{from_exchange, ApiError, Problem, ProblemKind};
-use crate::snapshot::Entry;
+use crate::snapshot::{Entry, EntryCredentials};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -134,7 +134,7 @@ async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> 
             return Err(error);
         }
     };
-    state.snapshot.upsert(datasource, credentials);
+    state.snapshot.upsert(datasource, credentials.as_ref());
     state.snapshot.get(name).ok_or_else(|| {
         ApiError::new(
             ProblemKind::NotFound,
@@ -249,12 +249,12 @@ fn parse_options(request: &HttpRequest, body: &[u8]) -> Result<AuthorizationRequ
 /// Builds the exchange's request for a data source entry.
 fn authorize_request<'a>(
     entry: &'a Entry,
-    credentials: &'a CredentialsSummary,
+    credentials: &'a EntryCredentials,
     options: &AuthorizationRequest,
 ) -> AuthorizeRequest<'a> {
     AuthorizeRequest {
-        datasource: entry.datasource.id,
-        auth: &entry.datasource.auth,
+        datasource: entry.id,
+        auth: &entry.auth,
         client_id: &credentials.client_id,
         credentials_version: credentials.version,
         min_valid_for: Duration::from_secs(options.min_valid_for),

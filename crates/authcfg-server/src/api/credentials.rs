@@ -56,7 +56,7 @@ pub async fn put_credentials(
 
     let changed = previous.as_ref().map(|old| old.version) != Some(summary.version);
     let version = summary.version;
-    state.snapshot.upsert(datasource.clone(), Some(summary));
+    state.snapshot.upsert(datasource.clone(), Some(&summary));
     if changed {
         state.exchange.invalidate(datasource.id);
     }

@@ -295,7 +295,7 @@ pub async fn update_datasource(
         }
     };
 
-    state.snapshot.upsert(updated.clone(), credentials.clone());
+    state.snapshot.upsert(updated.clone(), credentials.as_ref());
     state.exchange.invalidate(updated.id);
     state.audit.record(audit::event(
         caller.token_id(),
