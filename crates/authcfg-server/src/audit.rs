@@ -317,6 +317,11 @@ async fn run_writer(
             let events = coalesce(events);
             let store = store.clone();
             let failed = tokio::task::spawn_blocking(move || {
+                // One transaction for the batch; when it fails, each event
+                // is written alone, so that one bad event loses only itself.
+                if store.record_audits(&events).is_ok() {
+                    return 0;
+                }
                 let mut failed = 0_u64;
                 for event in &events {
                     if let Err(error) = store.record_audit(event) {

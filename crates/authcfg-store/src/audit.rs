@@ -80,6 +80,70 @@ fn check_text(pointer: &str, value: &str, max: usize, problems: &mut Vec<(String
     }
 }
 
+/// Checks an event and returns its detail as JSON text.
+fn checked_detail(event: &NewAuditEvent) -> Result<Option<String>, Error> {
+    let mut problems = Vec::new();
+    check_text("/actor", &event.actor, MAX_NAME_LEN, &mut problems);
+    check_text("/action", &event.action, MAX_NAME_LEN, &mut problems);
+    if let Some(datasource) = &event.datasource {
+        check_text("/datasource", datasource, MAX_DATASOURCE_LEN, &mut problems);
+    }
+    let detail = match &event.detail {
+        None => None,
+        Some(detail) => {
+            if let Some(pointer) = find_secret_key(detail, "/detail") {
+                problems.push((
+                    pointer,
+                    "audit details may not hold a field named like a secret: record the \
+                         outcome without the value"
+                        .to_owned(),
+                ));
+            }
+            let text = detail.to_string();
+            if text.len() > MAX_DETAIL_LEN {
+                problems.push((
+                    "/detail".to_owned(),
+                    format!(
+                        "detail is {} bytes of JSON; the maximum is {MAX_DETAIL_LEN}",
+                        text.len()
+                    ),
+                ));
+            }
+            Some(text)
+        }
+    };
+    let problems = problems
+        .into_iter()
+        .map(|(pointer, detail)| FieldError { pointer, detail })
+        .collect();
+    if let Some(errors) = ValidationErrors::new(problems) {
+        return Err(errors.into());
+    }
+    Ok(detail)
+}
+
+/// Inserts one checked event and returns its id.
+fn insert_audit(
+    transaction: &rusqlite::Transaction<'_>,
+    event: &NewAuditEvent,
+    detail: Option<&str>,
+) -> Result<i64, Error> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO audit_events (at, actor, action, datasource, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            to_nanos(now()),
+            event.actor,
+            event.action,
+            event.datasource,
+            outcome_name(event.outcome),
+            detail,
+        ])?;
+    Ok(transaction.last_insert_rowid())
+}
+
 impl Store {
     /// Appends an event to the audit log and returns its id. Ids grow with
     /// every event and are never reused.
@@ -90,59 +154,31 @@ impl Store {
     /// source, a detail over 16 KiB, or a detail with a key named like a
     /// secret (such as `password` or `refresh_token`); [`Error::Sqlite`].
     pub fn record_audit(&self, event: &NewAuditEvent) -> Result<i64, Error> {
-        let mut problems = Vec::new();
-        check_text("/actor", &event.actor, MAX_NAME_LEN, &mut problems);
-        check_text("/action", &event.action, MAX_NAME_LEN, &mut problems);
-        if let Some(datasource) = &event.datasource {
-            check_text("/datasource", datasource, MAX_DATASOURCE_LEN, &mut problems);
-        }
-        let detail = match &event.detail {
-            None => None,
-            Some(detail) => {
-                if let Some(pointer) = find_secret_key(detail, "/detail") {
-                    problems.push((
-                        pointer,
-                        "audit details may not hold a field named like a secret: record the \
-                         outcome without the value"
-                            .to_owned(),
-                    ));
-                }
-                let text = detail.to_string();
-                if text.len() > MAX_DETAIL_LEN {
-                    problems.push((
-                        "/detail".to_owned(),
-                        format!(
-                            "detail is {} bytes of JSON; the maximum is {MAX_DETAIL_LEN}",
-                            text.len()
-                        ),
-                    ));
-                }
-                Some(text)
-            }
-        };
-        let problems = problems
-            .into_iter()
-            .map(|(pointer, detail)| FieldError { pointer, detail })
-            .collect();
-        if let Some(errors) = ValidationErrors::new(problems) {
-            return Err(errors.into());
-        }
+        let detail = checked_detail(event)?;
+        self.inner
+            .writer
+            .transaction(|transaction| insert_audit(transaction, event, detail.as_deref()))
+    }
 
+    /// Appends several events to the audit log in one transaction, so that
+    /// they cost one commit (and one `fsync`) together, and returns their
+    /// ids in order. Either all of them are written or none is.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Store::record_audit`]: one invalid event rejects the
+    /// whole batch, and nothing is written.
+    pub fn record_audits(&self, events: &[NewAuditEvent]) -> Result<Vec<i64>, Error> {
+        let details = events
+            .iter()
+            .map(checked_detail)
+            .collect::<Result<Vec<_>, Error>>()?;
         self.inner.writer.transaction(|transaction| {
-            transaction
-                .prepare_cached(
-                    "INSERT INTO audit_events (at, actor, action, datasource, outcome, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    to_nanos(now()),
-                    event.actor,
-                    event.action,
-                    event.datasource,
-                    outcome_name(event.outcome),
-                    detail,
-                ])?;
-            Ok(transaction.last_insert_rowid())
+            events
+                .iter()
+                .zip(&details)
+                .map(|(event, detail)| insert_audit(transaction, event, detail.as_deref()))
+                .collect()
         })
     }
 

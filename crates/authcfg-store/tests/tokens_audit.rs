@@ -180,6 +180,37 @@ fn touch_keeps_latest_time() {
 }
 
 #[test]
+fn audit_batch_is_written_whole_or_not_at_all() {
+    let test = TestStore::new();
+    let batch = [
+        event("tok_a", Some("crm")),
+        event("tok_b", None),
+        event("tok_c", Some("erp")),
+    ];
+
+    let ids = test.store.record_audits(&batch).unwrap();
+
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    let listed = test.store.list_audit(None, None, 10).unwrap();
+    let actors: Vec<&str> = listed.items.iter().map(|item| item.actor.as_str()).collect();
+    assert_eq!(actors, ["tok_c", "tok_b", "tok_a"]);
+
+    // One invalid event rejects the batch, and nothing of it is written.
+    let mut secret = event("tok_d", None);
+    secret.detail = Some(serde_json::json!({ "refresh_token": "x" }));
+    let error = test
+        .store
+        .record_audits(&[event("tok_e", None), secret])
+        .unwrap_err();
+    assert!(
+        matches!(error, authcfg_store::Error::Validation(_)),
+        "{error:?}"
+    );
+    assert_eq!(test.store.list_audit(None, None, 10).unwrap().items.len(), 3);
+}
+
+#[test]
 fn audit_lists_newest_first_with_pages() {
     let test = TestStore::new();
     let mut ids = Vec::new();
