@@ -193,7 +193,11 @@ fn audit_batch_is_written_whole_or_not_at_all() {
     assert_eq!(ids.len(), 3);
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     let listed = test.store.list_audit(None, None, 10).unwrap();
-    let actors: Vec<&str> = listed.items.iter().map(|item| item.actor.as_str()).collect();
+    let actors: Vec<&str> = listed
+        .items
+        .iter()
+        .map(|item| item.actor.as_str())
+        .collect();
     assert_eq!(actors, ["tok_c", "tok_b", "tok_a"]);
 
     // One invalid event rejects the batch, and nothing of it is written.
@@ -207,7 +211,10 @@ fn audit_batch_is_written_whole_or_not_at_all() {
         matches!(error, authcfg_store::Error::Validation(_)),
         "{error:?}"
     );
-    assert_eq!(test.store.list_audit(None, None, 10).unwrap().items.len(), 3);
+    assert_eq!(
+        test.store.list_audit(None, None, 10).unwrap().items.len(),
+        3
+    );
 }
 
 #[test]
