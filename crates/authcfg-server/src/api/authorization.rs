@@ -320,11 +320,12 @@ async fn authorize_in_full(
         .authorize(
             &authorize_request(&entry, credentials, &options),
             move || async move {
-                let unsealed =
-                    tokio::task::spawn_blocking(move || store.unseal_credentials(&load_name))
-                        .await
-                        .map_err(BoxError::from)?
-                        .map_err(BoxError::from)?;
+                let unsealed = tokio::task::spawn_blocking(super::in_current_span(move || {
+                    store.unseal_credentials(&load_name)
+                }))
+                .await
+                .map_err(BoxError::from)?
+                .map_err(BoxError::from)?;
                 match unsealed {
                     Some(unsealed) => Ok(LoadedCredentials {
                         credentials: unsealed.credentials,

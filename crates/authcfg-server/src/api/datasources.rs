@@ -110,8 +110,10 @@ pub async fn create_datasource(
     }
 
     let store = state.store.clone();
-    let datasource =
-        web::block(move || crate::create::create_datasource(&store, &create)).await??;
+    let datasource = web::block(super::in_current_span(move || {
+        crate::create::create_datasource(&store, &create)
+    }))
+    .await??;
 
     state.snapshot.upsert(datasource.clone(), None);
     state.audit.record(audit::event(

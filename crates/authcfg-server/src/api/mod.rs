@@ -341,7 +341,16 @@ where
     F: FnOnce() -> Result<T, authcfg_store::Error> + Send + 'static,
     T: Send + 'static,
 {
-    web::block(call).await?.map_err(ApiError::from)
+    web::block(in_current_span(call))
+        .await?
+        .map_err(ApiError::from)
+}
+
+/// Wraps `call` so that it runs in the caller's span on a blocking thread,
+/// and the store's log lines carry the request id.
+pub(crate) fn in_current_span<T>(call: impl FnOnce() -> T) -> impl FnOnce() -> T {
+    let span = tracing::Span::current();
+    move || span.in_scope(call)
 }
 
 #[cfg(test)]

@@ -318,6 +318,34 @@ fn json_log_lines_parse() {
 }
 
 #[test]
+fn store_log_lines_carry_request_id() {
+    let server = Server::start_with(ServerOptions {
+        extra_config: "log_format = \"json\"\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    let body = serde_json::json!({ "name": "billing", "auth": { "method": "basic" } });
+    let reply = server.call_raw(
+        "POST",
+        "/v1/datasources",
+        Some(server.admin()),
+        &[("x-request-id", "create-billing-1")],
+        Some(("application/json", body.to_string().into_bytes())),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    // The store writes its line on a blocking thread, inside the request's span.
+    let log = server.log();
+    let store_line = log
+        .lines()
+        .find(|line| line.contains("authcfg_store::datasources") && line.contains("billing"))
+        .unwrap_or_else(|| panic!("no store log line for the create in:\n{log}"));
+    assert!(
+        store_line.contains("create-billing-1"),
+        "the store's log line lacks the request id: {store_line}"
+    );
+}
+
+#[test]
 fn backup_while_serving() {
     let server = Server::start();
     server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
