@@ -67,7 +67,7 @@ const STAMPEDE_TOKEN_DELAY_MS: u64 = 250;
 const AUTHORIZATION_BODY: &str = "{}";
 
 /// The settings of one `cargo xtask bench`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Options {
     duration: Duration,
     connections: u64,

@@ -94,6 +94,15 @@ fn render(results: &Results) -> String {
     let mut out = String::new();
 
     let machine = &results.machine_before;
+    let _ = writeln!(out, "# authcfg benchmark");
+    if *options != super::Options::FULL {
+        let _ = writeln!(
+            out,
+            "\nThese settings differ from those of the full benchmark (`cargo xtask \
+             bench` without options). The verdicts below show that the harness works; \
+             they do not say whether authcfg meets its targets."
+        );
+    }
     let _ = writeln!(out, "\n## Machine and settings\n");
     let _ = writeln!(out, "- date: {}", machine.date);
     let _ = writeln!(
