@@ -513,10 +513,17 @@ impl From<authcfg_store::Error> for ApiError {
         use authcfg_store::Error as StoreError;
 
         match error {
-            StoreError::NotFound { kind, name } => ApiError::new(
-                ProblemKind::NotFound,
-                format!("{kind} {name:?} not found: check the name, or list what exists"),
-            ),
+            StoreError::NotFound { kind, name } => {
+                let list = if kind == "api token" {
+                    "`authcfg api-token list`"
+                } else {
+                    "GET /v1/datasources"
+                };
+                ApiError::new(
+                    ProblemKind::NotFound,
+                    format!("{kind} {name:?} not found: check the name, or list what exists with {list}"),
+                )
+            }
             StoreError::AlreadyExists { kind, name } => ApiError::new(
                 ProblemKind::AlreadyExists,
                 format!(
@@ -622,7 +629,10 @@ pub fn from_exchange(error: authcfg_exchange::Error, datasource: &str) -> ApiErr
         }
         ref other if other.is_timeout() => ApiError::new(
             ProblemKind::UpstreamTimeout,
-            format!("the token endpoint of data source {datasource:?} timed out: {other}"),
+            format!(
+                "the token endpoint of data source {datasource:?} timed out: {other} \
+                 (token_request_timeout_secs, AUTHCFG_TOKEN_REQUEST_TIMEOUT_SECS)"
+            ),
         )
         .upstream_of(datasource),
         other => {

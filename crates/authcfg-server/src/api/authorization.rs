@@ -138,7 +138,7 @@ async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> 
     state.snapshot.get(name).ok_or_else(|| {
         ApiError::new(
             ProblemKind::NotFound,
-            format!("data source {name:?} not found: check the name, or list what exists"),
+            format!("data source {name:?} not found: check the name, or list what exists with GET /v1/datasources"),
         )
     })
 }

@@ -162,7 +162,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
     if let Some(kind) = non_object_json(body) {
         return Err(ApiError::new(
             ProblemKind::BadRequest,
-            format!("the body must be a JSON object, got {kind}: send an object such as {{\"name\": ...}}"),
+            format!("the body must be a JSON object, got {kind}: send an object in braces"),
         ));
     }
     authcfg_model::parse_json(body).map_err(malformed)
