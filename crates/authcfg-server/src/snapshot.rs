@@ -22,7 +22,7 @@ use authcfg_store::Store;
 /// Page size used when the whole list of data sources is reloaded.
 const RELOAD_PAGE_SIZE: usize = 500;
 
-/// What the authorization route needs of one data source.
+/// The fields of one data source that the authorization route reads.
 #[derive(Debug)]
 pub struct Entry {
     /// The data source id.
@@ -95,7 +95,7 @@ impl Entries {
 
     /// Forgets the auth config of a removed entry when no other entry uses it.
     ///
-    /// A reader that still holds an older entry with the config keeps it in
+    /// A reader that still has an older entry with the config keeps it in
     /// the set until the next reload, which builds the set anew.
     fn release(&mut self, old: &Entry) {
         // The set and `old` hold one reference each.
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(configs(&snapshot), 2);
         drop((a, bb));
 
-        // Replacing and removing entries forgets the configs nobody uses.
+        // Replacing and removing entries forgets the configs that no entry uses.
         snapshot.upsert(with_auth("a", bearer("http://127.0.0.1:2/token")), None);
         assert_eq!(configs(&snapshot), 2, "bb still uses the first config");
         snapshot.remove("bb");

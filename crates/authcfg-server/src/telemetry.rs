@@ -4,9 +4,9 @@
 //!
 //! Every request gets a request id from [`request_context`]. The `request`
 //! span that carries it into log lines is opened per route by
-//! [`request_span`], except on the authorization route: a cache hit there
-//! logs nothing, so it opens no span, and the handler opens one with
-//! [`span_of`] only when it has more to do than hand out a cached header.
+//! [`request_span`], except on the authorization route. A cache hit there
+//! logs nothing and opens no span; the handler opens one with [`span_of`]
+//! only when it has more to do than hand out a cached header.
 
 use std::io::IsTerminal as _;
 use std::time::Instant;
