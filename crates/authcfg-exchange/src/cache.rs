@@ -296,7 +296,7 @@ impl Cache {
 
     /// Returns `key` with the shared copy of its config, adding the config
     /// when no slot uses an equal one. `slots` is the number of slots, which
-    /// bounds the number of configs in use: when the set holds more than
+    /// bounds the number of configs in use: when the set contains more than
     /// twice as many, the configs no slot uses any more are dropped.
     fn share_config(&self, mut key: CacheKey, slots: usize) -> CacheKey {
         let mut configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);

@@ -83,9 +83,9 @@ fn active_backoff(state: &SlotState, now: Instant) -> Option<&Backoff> {
         .filter(|backoff| backoff.until > now)
 }
 
-/// Returns the token to serve at once, if any: a usable token that is not due
-/// for a refresh, or a usable one while a token request is in flight or the
-/// data source is backing off, since no refresh can start then.
+/// Returns the token to serve at once, if any. That is a usable token that
+/// is not due for a refresh, or any usable token while a token request is in
+/// flight or the data source is backing off, because no refresh can start then.
 fn ready_token(
     state: &SlotState,
     now: Instant,

@@ -1298,7 +1298,7 @@ fn cached_header(harness: &Harness, request: &AuthorizeRequest<'_>) -> Option<St
 }
 
 #[tokio::test]
-async fn cached_serves_only_what_authorize_would_serve_at_once() {
+async fn cached_matches_authorize_hits() {
     let server = TokenServer::start(Reply::token("at-1", 100)).await;
     let harness = Harness::new();
     let auth = client_credentials(&server);

@@ -91,8 +91,8 @@ impl IssuedCounters {
     /// events with the number of headers they count.
     ///
     /// Pairs that issued nothing since the previous call are dropped, so
-    /// that the map holds only the pairs in use rather than every pair ever
-    /// seen; a pair that comes back is added again by [`IssuedCounters::add`].
+    /// that the map contains only the pairs in use. A pair that comes back is
+    /// added again by [`IssuedCounters::add`].
     fn take(&self) -> (Vec<NewAuditEvent>, u64) {
         self.pending.store(false, Ordering::Release);
         let mut events = Vec::new();

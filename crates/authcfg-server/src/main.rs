@@ -1,9 +1,9 @@
 //! The `authcfg` binary: parses the command line and runs the command.
 //!
-//! The binary allocates with jemalloc rather than the C library's malloc:
-//! a server with many data sources keeps many small long-lived allocations
-//! among short-lived ones, and jemalloc returns the freed pages between
-//! them to the operating system, where glibc's arenas keep them.
+//! The binary allocates with jemalloc rather than the C library's malloc.
+//! A server with many data sources keeps many small long-lived allocations
+//! among short-lived ones. jemalloc returns the freed pages between them to
+//! the operating system, where glibc's arenas keep them.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

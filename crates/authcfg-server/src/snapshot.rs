@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(configs(&snapshot), 2);
         drop((a, bb));
 
-        // Replacing and removing entries forgets the configs that no entry uses.
+        // Replacing and removing entries drops the configs that no entry uses.
         snapshot.upsert(with_auth("a", bearer("http://127.0.0.1:2/token")), None);
         assert_eq!(configs(&snapshot), 2, "bb still uses the first config");
         snapshot.remove("bb");

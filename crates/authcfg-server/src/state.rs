@@ -242,10 +242,10 @@ impl AppState {
     /// When it moved, the refresher compares the store's change counter with
     /// the last one seen, and on a change reloads the API token index at
     /// once, so that a revocation by the command line takes effect within
-    /// about a second. The data source snapshot is reloaded too, but only
-    /// after a pause of four times the previous reload's duration, so that a
-    /// store with many data sources does not spend most of its time
-    /// reloading while another process writes to it. Every 30 seconds the
+    /// about a second. The data source snapshot is reloaded too, after a
+    /// pause of four times the previous reload's duration. So a store with
+    /// many data sources does not spend most of its time reloading while
+    /// another process writes to it. Every 30 seconds the
     /// refresher writes the token last-used times.
     pub async fn run_refresher(self: Arc<Self>) {
         let mut tokens_seen = Some(self.loaded_change_counter);

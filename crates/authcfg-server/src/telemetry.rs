@@ -5,7 +5,7 @@
 //! Every request gets a request id from [`request_context`]. The `request`
 //! span that carries it into log lines is opened per route by
 //! [`request_span`], except on the authorization route. A cache hit there
-//! logs nothing and opens no span; the handler opens one with [`span_of`]
+//! logs nothing and opens no span. The handler opens one with [`span_of`]
 //! only when it has more to do than hand out a cached header.
 
 use std::io::IsTerminal as _;

@@ -269,7 +269,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::PoolTimeout`] when a write holds the writer connection for
+    /// [`Error::PoolTimeout`] when a write keeps the writer connection busy for
     /// the pool timeout, [`Error::Sqlite`].
     pub fn external_change_marker(&self) -> Result<u64, Error> {
         let value = self.inner.writer.data_version()?;

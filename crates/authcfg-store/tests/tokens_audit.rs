@@ -180,7 +180,7 @@ fn touch_keeps_latest_time() {
 }
 
 #[test]
-fn audit_batch_is_written_whole_or_not_at_all() {
+fn audit_batch_is_atomic() {
     let test = TestStore::new();
     let batch = [
         event("tok_a", Some("crm")),

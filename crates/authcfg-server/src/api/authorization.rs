@@ -201,9 +201,9 @@ pub async fn authorize(
     .await
 }
 
-/// Answers a request that a cached header satisfies, with no I/O, no span
-/// and no await. Returns `None` for everything else, including every error,
-/// which [`authorize_in_full`] then handles and reports.
+/// Builds the response from a cached header, with no I/O, no span and no
+/// await. Returns `None` for every other case, errors included, which
+/// [`authorize_in_full`] then handles and reports.
 fn cached_response(state: &AppState, request: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
     // The name as routed; a percent-encoded name is not in the snapshot and
     // so takes the full path, which decodes it.
@@ -284,9 +284,9 @@ fn authorization_response(authorization: &Authorization) -> HttpResponse {
         .body(json)
 }
 
-/// Handles an authorization request that the cache does not answer at once:
-/// authentication and its errors, a token request or the wait for one, and
-/// the errors of the exchange.
+/// Handles an authorization request that the cache cannot serve at once.
+/// This covers authentication and its errors, a token request or the wait
+/// for one, and the errors of the exchange.
 async fn authorize_in_full(
     state: &AppState,
     request: &HttpRequest,
