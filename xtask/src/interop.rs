@@ -145,7 +145,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     let installs = install::ensure(&root, &state, &work)?;
     let binary = match &options.authcfg {
-        Some(binary) => binary.clone(),
+        // authcfg runs in its own working directory, so a relative path
+        // given on the command line is resolved here.
+        Some(binary) => std::fs::canonicalize(binary).with_context(|| {
+            format!(
+                "--authcfg {:?} is not a file: give the path of an authcfg binary",
+                binary.display()
+            )
+        })?,
         None => build_authcfg(&root, &work)?,
     };
 

@@ -24,7 +24,6 @@ use crate::bootstrap;
 use crate::config::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::{exchange_config, StoreRefreshTokenSink};
-use crate::token_url::check_token_url;
 
 /// Actor name of audit events written by the command line.
 const CLI_ACTOR: &str = "cli";
@@ -386,7 +385,9 @@ fn datasource(settings: &Settings, command: DatasourceCommand) -> anyhow::Result
             };
             request.validate()?;
             if let Some(token_url) = &request.auth.token_url {
-                check_token_url(token_url, settings.allow_insecure_token_url)
+                settings
+                    .token_url_policy()
+                    .check(token_url)
                     .map_err(|detail| anyhow::anyhow!(detail))?;
             }
             let datasource = crate::create::create_datasource(&store, &request)?;

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authcfg_model::SecretString;
-use config::{Config, Environment, File, FileFormat, Source as _, Value};
+use config::{Config, Environment, File, FileFormat, Source as _, Value, ValueKind};
+
+use crate::token_url::{HostPattern, TokenUrlPolicy};
 
 /// Name of the configuration file read from the working directory when no
 /// `--config` path is given and the file exists.
@@ -35,6 +37,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("refresh_margin_secs", Some("60")),
     ("default_token_lifetime_secs", Some("3600")),
     ("allow_insecure_token_url", Some("false")),
+    ("token_hosts", None),
     ("body_limit_bytes", Some("65536")),
     ("provisioning_file", None),
     ("shutdown_timeout_secs", Some("10")),
@@ -137,6 +140,8 @@ pub struct Settings {
     pub default_token_lifetime: Duration,
     /// Whether a plain `http` token URL to a host other than loopback is accepted.
     pub allow_insecure_token_url: bool,
+    /// The only hosts a token URL may name. `None` accepts any host.
+    pub token_hosts: Option<Vec<HostPattern>>,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
     /// TOML file of data sources applied at start, if any.
@@ -399,6 +404,22 @@ impl Settings {
         let refresh_margin = reader.seconds("refresh_margin_secs", 0)?;
         let default_token_lifetime = reader.seconds("default_token_lifetime_secs", 1)?;
         let allow_insecure_token_url = reader.boolean("allow_insecure_token_url")?;
+        let token_hosts = match reader.list("token_hosts")? {
+            None => None,
+            Some(entries) if entries.is_empty() => {
+                return Err(reader.invalid(
+                    "token_hosts",
+                    "the list is empty, which would reject every token endpoint: list at least one host, or remove the key to accept any host".to_owned(),
+                ))
+            }
+            Some(entries) => Some(
+                entries
+                    .iter()
+                    .map(|entry| HostPattern::parse(entry))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|detail| reader.invalid("token_hosts", detail))?,
+            ),
+        };
 
         let body_limit_bytes = reader.integer("body_limit_bytes", 1024, MAX_BODY_LIMIT_BYTES)?;
         let body_limit_bytes = usize::try_from(body_limit_bytes).map_err(|_| {
@@ -438,12 +459,21 @@ impl Settings {
             refresh_margin,
             default_token_lifetime,
             allow_insecure_token_url,
+            token_hosts,
             body_limit_bytes,
             provisioning_file,
             shutdown_timeout,
             workers,
             unknown_env_vars: Vec::new(),
         })
+    }
+
+    /// Returns the rules that every token URL must follow.
+    pub fn token_url_policy(&self) -> TokenUrlPolicy {
+        TokenUrlPolicy {
+            allow_insecure: self.allow_insecure_token_url,
+            hosts: self.token_hosts.clone(),
+        }
     }
 
     /// Returns the path of the SQLite database inside the data directory.
@@ -553,6 +583,34 @@ impl Reader<'_> {
         }
     }
 
+    /// Reads a list: a TOML array of text, or comma-separated text as an
+    /// environment variable gives it.
+    fn list(&self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(value) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let expected = || {
+            self.invalid(
+                key,
+                "expected a list of text: use a TOML array such as [\"a\", \"b\"], or comma-separated text in the environment variable".to_owned(),
+            )
+        };
+        match value.clone().into_array() {
+            Ok(items) => items
+                .into_iter()
+                .map(|item| match item.kind {
+                    ValueKind::String(text) => Ok(text),
+                    _ => Err(expected()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Err(_) => {
+                let text = value.clone().into_string().map_err(|_| expected())?;
+                Ok(Some(text.split(',').map(str::to_owned).collect()))
+            }
+        }
+    }
+
     fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
         match self.values.get(key) {
             None => Ok(false),
@@ -638,6 +696,55 @@ mod tests {
 
         assert_eq!(settings.bind, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn token_hosts_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("authcfg.toml");
+        std::fs::write(
+            &file,
+            "token_hosts = [\"login.example.com\", \"*.okta.com\"]\n",
+        )
+        .unwrap();
+        let from_file = Settings::load_from(Some(&file), &[]).unwrap();
+        let from_env =
+            load_env(&[("AUTHCFG_TOKEN_HOSTS", "login.example.com, *.okta.com")]).unwrap();
+
+        for settings in [from_file, from_env] {
+            let hosts: Vec<String> = settings
+                .token_hosts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(hosts, ["login.example.com", "*.okta.com"]);
+        }
+        assert_eq!(load_env(&[]).unwrap().token_hosts, None);
+    }
+
+    #[test]
+    fn bad_token_hosts_name_the_entry() {
+        let error = load_env(&[("AUTHCFG_TOKEN_HOSTS", "login.example.com,https://okta.com")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AUTHCFG_TOKEN_HOSTS"), "{error}");
+        assert!(error.contains("\"https://okta.com\" is a URL"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("authcfg.toml");
+        std::fs::write(&file, "token_hosts = []\n").unwrap();
+        let error = Settings::load_from(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the list is empty"), "{error}");
+
+        std::fs::write(&file, "token_hosts = [1]\n").unwrap();
+        let error = Settings::load_from(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected a list of text"), "{error}");
     }
 
     #[test]

@@ -31,16 +31,17 @@ use authcfg_store::Store;
 
 use crate::create::{create_datasource, CreateError};
 use crate::env_import::{env_var_name, env_var_prefix};
+use crate::token_url::TokenUrlPolicy;
 
 /// Number of data sources read from the store per page.
 const PAGE_SIZE: usize = 500;
 
 /// Options of [`apply_provisioning_with`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProvisionOptions {
-    /// Accept a plain `http` token URL to a host that is not loopback, as the
-    /// configuration key of the same name does for the API.
-    pub allow_insecure_token_url: bool,
+    /// The rules every token URL must follow, as for the API: from
+    /// `allow_insecure_token_url` and `token_hosts`.
+    pub token_url: TokenUrlPolicy,
 }
 
 /// The outcome of applying a provisioning file, by data source name.
@@ -166,7 +167,7 @@ pub fn apply_provisioning_with(
     path: &Path,
     options: ProvisionOptions,
 ) -> Result<ProvisionReport, ProvisionError> {
-    let file = read_file(path, options)?;
+    let file = read_file(path, &options)?;
     let mut report = ProvisionReport::default();
 
     let existing = list_all_datasources(store)?;
@@ -249,7 +250,7 @@ fn check_prefixes(file: &ProvisioningFile, existing: &[DataSource]) -> Result<()
 }
 
 /// Reads, parses and checks the whole file.
-fn read_file(path: &Path, options: ProvisionOptions) -> Result<ProvisioningFile, ProvisionError> {
+fn read_file(path: &Path, options: &ProvisionOptions) -> Result<ProvisioningFile, ProvisionError> {
     let text = std::fs::read_to_string(path).map_err(|source| ProvisionError::Read {
         path: path.to_owned(),
         source,
@@ -320,9 +321,7 @@ fn read_file(path: &Path, options: ProvisionOptions) -> Result<ProvisioningFile,
             continue;
         }
         if let Some(url) = &request.auth.token_url {
-            if let Err(detail) =
-                crate::token_url::check_token_url(url, options.allow_insecure_token_url)
-            {
+            if let Err(detail) = options.token_url.check(url) {
                 problems.push(format!("{label}: /auth/token_url: {detail}"));
                 continue;
             }
@@ -462,6 +461,8 @@ mod tests {
 
     use authcfg_model::{AuthConfig, AuthMethod, Credentials, GrantType, SecretString};
     use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
+
+    use crate::token_url::HostPattern;
 
     /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
     fn open_store() -> (tempfile::TempDir, Store) {
@@ -799,12 +800,38 @@ auth = { method = "basic" }
             "[[datasources]]\nname = \"lab\"\n[datasources.auth]\nmethod = \"bearer\"\ntoken_url = \"http://auth.lab.internal/token\"\ngrant_type = \"client_credentials\"\n",
         );
         let options = ProvisionOptions {
-            allow_insecure_token_url: true,
+            token_url: TokenUrlPolicy {
+                allow_insecure: true,
+                hosts: None,
+            },
         };
 
         let report = apply_provisioning_with(&store, &path, options).unwrap();
 
         assert_eq!(report.created, ["lab"]);
+    }
+
+    #[test]
+    fn unlisted_token_host_creates_nothing() {
+        let (dir, store) = open_store();
+        let path = write(
+            &dir,
+            "[[datasources]]\nname = \"ok\"\n[datasources.auth]\nmethod = \"bearer\"\ntoken_url = \"https://login.example.com/token\"\ngrant_type = \"client_credentials\"\n\n[[datasources]]\nname = \"elsewhere\"\n[datasources.auth]\nmethod = \"bearer\"\ntoken_url = \"https://auth.example.org/token\"\ngrant_type = \"client_credentials\"\n",
+        );
+        let options = ProvisionOptions {
+            token_url: TokenUrlPolicy {
+                allow_insecure: false,
+                hosts: Some(vec![HostPattern::parse("login.example.com").unwrap()]),
+            },
+        };
+
+        let error = apply_provisioning_with(&store, &path, options)
+            .unwrap_err()
+            .to_string();
+
+        assert!(error.contains("\"auth.example.org\""), "{error}");
+        assert!(error.contains("token_hosts"), "{error}");
+        assert!(store.list_datasources(None, 10).unwrap().items.is_empty());
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn apply_provisioning(
         return Ok(Vec::new());
     };
     let options = crate::provisioning::ProvisionOptions {
-        allow_insecure_token_url: settings.allow_insecure_token_url,
+        token_url: settings.token_url_policy(),
     };
     let report = crate::provisioning::apply_provisioning_with(store, path, options)
         .with_context(|| format!("cannot apply the provisioning file {}", path.display()))?;

@@ -104,6 +104,11 @@ impl Entries {
         }
     }
 
+    /// Returns the entries with their names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.by_name.iter().map(|(name, entry)| (&**name, &**entry))
+    }
+
     /// Returns the number of entries.
     pub fn len(&self) -> usize {
         self.by_name.len()

@@ -15,6 +15,7 @@ use crate::audit::{self, AuditQueue};
 use crate::config::Settings;
 use crate::metrics::HttpMetrics;
 use crate::snapshot::{self, Snapshot};
+use crate::token_url::TokenUrlPolicy;
 
 /// How often the refresher checks the store's change counter.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,6 +30,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The database.
     pub store: Store,
+    /// The rules every token URL must follow, checked again before each
+    /// token request because a data source may predate them.
+    pub token_url_policy: TokenUrlPolicy,
     /// The token exchange and its cache.
     pub exchange: Exchange,
     /// The active API tokens.
@@ -111,6 +115,22 @@ pub fn exchange_config(settings: &Settings) -> ExchangeConfig {
     }
 }
 
+/// Logs a warning for each stored data source whose token URL the policy
+/// rejects, such as one created before `token_hosts` was set. Its token
+/// requests fail until the data source or the setting changes.
+fn warn_of_rejected_token_urls(policy: &TokenUrlPolicy, entries: &snapshot::Entries) {
+    for (name, entry) in entries.iter() {
+        if let Some(token_url) = &entry.auth.token_url {
+            if let Err(detail) = policy.check(token_url) {
+                tracing::warn!(
+                    datasource = name,
+                    "token requests of this data source will be rejected: {detail}"
+                );
+            }
+        }
+    }
+}
+
 impl AppState {
     /// Loads the token index and the snapshot, and builds the exchange.
     ///
@@ -127,9 +147,12 @@ impl AppState {
         let loaded_change_counter = store.change_counter()?;
         let loaded_change_marker = store.external_change_marker()?;
 
+        let token_url_policy = settings.token_url_policy();
+        let entries = snapshot::load_entries(&store)?;
+        warn_of_rejected_token_urls(&token_url_policy, &entries);
         let snapshot = Arc::new(Snapshot::default());
         let generation = snapshot.generation();
-        let _ = snapshot.replace_if_unchanged(generation, snapshot::load_entries(&store)?);
+        let _ = snapshot.replace_if_unchanged(generation, entries);
 
         let tokens = Arc::new(TokenIndex::default());
         tokens.replace(store.api_token_hashes()?);
@@ -140,6 +163,7 @@ impl AppState {
         let state = Self {
             settings,
             store,
+            token_url_policy,
             exchange,
             tokens,
             snapshot,

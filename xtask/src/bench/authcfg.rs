@@ -266,6 +266,8 @@ impl Authcfg {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AUTHCFG_DATA_DIR", "data")
+            // The benchmark's token endpoints are on loopback; nothing else is reachable.
+            .env("AUTHCFG_TOKEN_HOSTS", "127.0.0.1")
             .env("NO_COLOR", "1");
         command
     }

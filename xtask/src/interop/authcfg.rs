@@ -23,6 +23,9 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// longer than the suite's short token lifetimes.
 pub(crate) const REFRESH_MARGIN_SECS: u64 = 1;
 
+/// The hosts that token URLs may name in the suite: loopback only.
+const LOOPBACK_HOSTS: &str = "127.0.0.1,localhost,[::1]";
+
 /// A configured `authcfg serve` with its data directory.
 pub(crate) struct Authcfg {
     binary: PathBuf,
@@ -99,6 +102,9 @@ impl Authcfg {
             )
             .env("AUTHCFG_TOKEN_CONNECT_TIMEOUT_SECS", "2")
             .env("AUTHCFG_TOKEN_REQUEST_TIMEOUT_SECS", "5")
+            // Token requests stay on this machine whatever token_url a test,
+            // or schemathesis with the examples of the API description, sets.
+            .env("AUTHCFG_TOKEN_HOSTS", LOOPBACK_HOSTS)
             .env("AUTHCFG_LOG_LEVEL", "trace")
             .envs(self.env.iter().map(|(name, value)| (name, value)));
         let mut process = Process::spawn("authcfg serve", command, &self.log)?;

@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use super::authcfg::Authcfg;
 use super::process::{log_tail, run_bounded};
 
@@ -32,20 +30,58 @@ pub(crate) struct FuzzOptions {
 
 /// Runs schemathesis against `authcfg` and fails on any failed check, or when
 /// it generated fewer than [`MIN_CASES`] test cases.
+///
+/// A run whose only problems are schemathesis' own internal errors, which it
+/// reports as "Runtime Error" and which no response of authcfg causes, is
+/// repeated once; the details of the first run are printed either way.
 pub(crate) fn run(
     schemathesis: &Path,
     authcfg: &Authcfg,
     work: &Path,
     options: &FuzzOptions,
 ) -> anyhow::Result<()> {
-    let log = work.join("schemathesis.log");
-    let reports = work.join("schemathesis-report");
+    let first = run_once(schemathesis, authcfg, work, options, "schemathesis");
+    let Err(Failure {
+        internal_only: true,
+        error,
+    }) = first
+    else {
+        return first.map_err(|failure| failure.error);
+    };
+    super::say(&format!(
+        "        schemathesis stopped on an internal error of its own, not on a response of authcfg; running it once more. Its report:\n{error:#}"
+    ));
+    run_once(schemathesis, authcfg, work, options, "schemathesis-again")
+        .map_err(|failure| failure.error)
+}
+
+/// A failed schemathesis run.
+struct Failure {
+    /// True when the run reported errors of schemathesis itself and nothing else.
+    internal_only: bool,
+    /// What went wrong, with the errors and the summary of the log.
+    error: anyhow::Error,
+}
+
+fn run_once(
+    schemathesis: &Path,
+    authcfg: &Authcfg,
+    work: &Path,
+    options: &FuzzOptions,
+    name: &str,
+) -> Result<(), Failure> {
+    let log = work.join(format!("{name}.log"));
+    let reports = work.join(format!("{name}-report"));
+    let admin_token = authcfg.admin_token().map_err(|error| Failure {
+        internal_only: false,
+        error,
+    })?;
     let mut command = Command::new(schemathesis);
     command
         .arg("run")
         .arg(format!("{}/openapi.json", authcfg.base_url()))
         .arg("--header")
-        .arg(format!("Authorization: Bearer {}", authcfg.admin_token()?))
+        .arg(format!("Authorization: Bearer {admin_token}"))
         .arg("--checks")
         .arg(CHECKS)
         .arg("--max-examples")
@@ -66,24 +102,90 @@ pub(crate) fn run(
         .env("COLUMNS", "120");
 
     let result = run_bounded("schemathesis", command, &log, options.limit);
-    let summary = log_tail(&log, 40);
-    result.with_context(|| {
-        format!(
-            "schemathesis found problems (full log: {:?})",
-            log.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    if let Err(error) = result {
+        // The sections come first and the summary last, so that the end of
+        // the output says what failed and why.
+        let mut report = String::new();
+        for title in ["FAILURES", "ERRORS"] {
+            if let Some(section) = section(&text, title, 80) {
+                report.push_str(&format!("\n{section}"));
+            }
+        }
+        report.push_str(&format!("\n{}", log_tail(&log, 30)));
+        return Err(Failure {
+            internal_only: internal_errors_only(&text),
+            error: error.context(format!(
+                "schemathesis found problems (full log: {:?}):{report}",
+                log.display()
+            )),
+        });
+    }
 
-    let cases = generated_cases(&std::fs::read_to_string(&log).unwrap_or_default())
-        .with_context(|| format!("no test case count in the schemathesis output:\n{summary}"))?;
+    let fail = |error: anyhow::Error| Failure {
+        internal_only: false,
+        error,
+    };
+    let cases = generated_cases(&text).ok_or_else(|| {
+        fail(anyhow::anyhow!(
+            "no test case count in the schemathesis output:\n{}",
+            log_tail(&log, 40)
+        ))
+    })?;
     super::say(&format!(
         "        schemathesis generated {cases} test cases"
     ));
-    anyhow::ensure!(
-        cases >= MIN_CASES,
-        "schemathesis generated {cases} test cases, fewer than {MIN_CASES}: raise --fuzz-examples"
-    );
+    if cases < MIN_CASES {
+        return Err(fail(anyhow::anyhow!(
+            "schemathesis generated {cases} test cases, fewer than {MIN_CASES}: raise --fuzz-examples"
+        )));
+    }
     Ok(())
+}
+
+/// Returns the section of schemathesis' output headed by `title` (a line of
+/// `=` around the title), up to the next such heading, cut after `max_lines`.
+fn section(output: &str, title: &str, max_lines: usize) -> Option<String> {
+    let is_heading = |line: &str| line.starts_with("====") && line.trim_end().ends_with("====");
+    let mut lines = output.lines();
+    lines.find(|line| is_heading(line) && line.trim_matches('=').trim() == title)?;
+    let body: Vec<&str> = lines.take_while(|line| !is_heading(line)).collect();
+    let mut text = format!("{title}:\n{}", body[..body.len().min(max_lines)].join("\n"));
+    if body.len() > max_lines {
+        text.push_str(&format!(
+            "\n({} more lines in the log)",
+            body.len() - max_lines
+        ));
+    }
+    Some(text)
+}
+
+/// Returns true when the summary of schemathesis' output lists errors that
+/// are all of the "Runtime Error" kind, its own unexpected exceptions, and
+/// no failed check.
+fn internal_errors_only(output: &str) -> bool {
+    let Some(summary) = section(output, "SUMMARY", usize::MAX) else {
+        return false;
+    };
+    let mut in_errors = false;
+    let mut kinds = Vec::new();
+    for line in summary.lines() {
+        let trimmed = line.trim();
+        // Headings such as "Errors:" start the line; their entries are indented.
+        if !line.starts_with(' ') && !trimmed.is_empty() {
+            in_errors = trimmed == "Errors:";
+        } else if in_errors && !trimmed.is_empty() {
+            kinds.push(trimmed.to_owned());
+        }
+        if trimmed.starts_with("Failures:") || trimmed.contains("unique failure") {
+            return false;
+        }
+    }
+    !kinds.is_empty()
+        && kinds.iter().all(|kind| {
+            kind.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+                .starts_with("Runtime Error:")
+        })
 }
 
 /// Returns the number of generated test cases from schemathesis' summary,
@@ -105,6 +207,54 @@ fn generated_cases(output: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ERROR_RUN: &str = "\
+=================================== ERRORS ===================================
+___________________________ POST /v1/datasources ____________________________
+Runtime Error
+
+something broke inside
+=================================== SUMMARY ==================================
+
+API Operations:
+  Selected: 13/13
+
+Errors:
+  🚫 Runtime Error: 1
+
+Warnings:
+  ⚠️ Missing test data: 3 operations repeatedly returned 404 responses
+
+Test cases:
+  1935 generated, 1935 passed
+
+============================ 1 error in 26.34s ===============================
+";
+
+    #[test]
+    fn sections_are_cut_at_the_next_heading() {
+        let errors = section(ERROR_RUN, "ERRORS", 10).unwrap();
+        assert!(errors.starts_with("ERRORS:\n"), "{errors}");
+        assert!(errors.contains("something broke inside"), "{errors}");
+        assert!(!errors.contains("SUMMARY"), "{errors}");
+        assert!(section(ERROR_RUN, "FAILURES", 10).is_none());
+
+        let cut = section(ERROR_RUN, "ERRORS", 1).unwrap();
+        assert!(cut.contains("more lines in the log"), "{cut}");
+    }
+
+    #[test]
+    fn only_runtime_errors_count_as_internal() {
+        assert!(internal_errors_only(ERROR_RUN));
+        assert!(!internal_errors_only(
+            &ERROR_RUN.replace("Runtime Error: 1", "Network Error: 1")
+        ));
+        assert!(!internal_errors_only(&ERROR_RUN.replace(
+            "1935 generated, 1935 passed",
+            "1935 generated, 2 found 1 unique failure"
+        )));
+        assert!(!internal_errors_only("no summary"));
+    }
 
     #[test]
     fn generated_cases_from_summary() {

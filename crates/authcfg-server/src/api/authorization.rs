@@ -16,7 +16,7 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, ResponseError as _};
 use authcfg_exchange::{Authorization, AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
-use authcfg_model::{AuditOutcome, CredentialField};
+use authcfg_model::{AuditOutcome, AuthConfig, CredentialField};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
@@ -174,7 +174,7 @@ fn no_credentials(name: &str) -> ApiError {
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not use this data source", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Missing credentials; `env_vars` names the variables to set", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Missing credentials, where `env_vars` names the variables to set; or a token URL that the server's `token_hosts` does not list", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The token endpoint rejected the request; `error` and `error_description` are the provider's", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Token requests are backing off after a temporary failure", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The token endpoint did not respond in time", body = Problem, content_type = "application/problem+json"),
@@ -312,6 +312,17 @@ async fn authorize_in_full(
         );
         return Err(no_credentials(&name).into());
     };
+    if let Err(error) = check_token_url_policy(state, &name, &entry.auth) {
+        record_issue(
+            state,
+            &caller,
+            &name,
+            AuditOutcome::Failure,
+            Some("token_url_not_allowed"),
+            None,
+        );
+        return Err(error.into());
+    }
 
     let store = state.store.clone();
     let load_name = name.clone();
@@ -356,6 +367,20 @@ async fn authorize_in_full(
     }
 }
 
+/// Rejects a token request to a token URL that the server's policy rejects,
+/// as a data source stored before `token_hosts` was set can have.
+fn check_token_url_policy(state: &AppState, name: &str, auth: &AuthConfig) -> Result<(), ApiError> {
+    let Some(token_url) = &auth.token_url else {
+        return Ok(());
+    };
+    state.token_url_policy.check(token_url).map_err(|detail| {
+        ApiError::new(
+            ProblemKind::InvalidAuthConfig,
+            format!("data source {name:?} cannot request a token: {detail}; change the data source with PATCH /v1/datasources/{name}"),
+        )
+    })
+}
+
 fn record_issue(
     state: &AppState,
     caller: &Caller,
@@ -393,7 +418,7 @@ fn record_issue(
         (status = 401, description = "Missing or invalid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such data source", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Missing credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Missing credentials, or a token URL that the server's `token_hosts` does not list", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_token" = []))
 )]
@@ -416,6 +441,7 @@ pub async fn test_datasource(
     let Some(unsealed) = unsealed else {
         return Err(no_credentials(&name));
     };
+    check_token_url_policy(&state, &name, &datasource.auth)?;
 
     let diagnostics = state
         .exchange

@@ -14,7 +14,6 @@ use crate::access::Caller;
 use crate::audit;
 use crate::problem::{ApiError, Problem, ProblemKind};
 use crate::state::AppState;
-use crate::token_url::check_token_url;
 
 /// Page size when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
@@ -105,7 +104,9 @@ pub async fn create_datasource(
     let create: CreateDataSource = parse_body(&request, &body)?;
     create.validate().map_err(ApiError::validation)?;
     if let Some(token_url) = &create.auth.token_url {
-        check_token_url(token_url, state.settings.allow_insecure_token_url)
+        state
+            .token_url_policy
+            .check(token_url)
             .map_err(|detail| ApiError::field("/auth/token_url", detail))?;
     }
 
@@ -272,7 +273,9 @@ pub async fn update_datasource(
         let next = patch.apply(&current).map_err(ApiError::validation)?;
         let token_url_changed = next.auth.token_url != current.auth.token_url;
         if let (true, Some(token_url)) = (token_url_changed, &next.auth.token_url) {
-            check_token_url(token_url, state.settings.allow_insecure_token_url)
+            state
+                .token_url_policy
+                .check(token_url)
                 .map_err(|detail| ApiError::field("/auth/token_url", detail))?;
         }
 

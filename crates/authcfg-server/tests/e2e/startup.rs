@@ -6,7 +6,9 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_problem, env_vars, Server, ServerOptions};
+use crate::support::{
+    assert_problem, assert_validation_problem, bearer_datasource, env_vars, Server, ServerOptions,
+};
 
 #[test]
 fn invalid_config_names_key_and_variable() {
@@ -215,6 +217,79 @@ fn insecure_token_url_needs_opt_in() {
         "the opt-in did not allow plain http: {}",
         created.body
     );
+}
+
+#[test]
+fn token_hosts_limit_where_token_requests_go() {
+    // Parsing only: every URL outside loopback names a host that is never
+    // connected to, because the policy rejects it before any request.
+    let elsewhere = bearer_datasource("elsewhere", "https://login.example.com/oauth/token");
+    let mut server = Server::start();
+    server.create_datasource(&elsewhere);
+    server.put_credentials("elsewhere", "client", "client-secret");
+
+    server.restart_with(ServerOptions {
+        extra_config: "token_hosts = [\"127.0.0.1\", \"*.okta.com\"]\n".to_owned(),
+        ..ServerOptions::default()
+    });
+    assert!(
+        server
+            .log()
+            .contains("token requests of this data source will be rejected"),
+        "no start-up warning about the stored data source: {}",
+        server.log()
+    );
+
+    // A stored data source that predates the list gets a 409 that names the
+    // host, the setting and the fix, and the same from the diagnostics route.
+    let refused = server.authorize("elsewhere");
+    let problem = assert_problem(&refused, 409);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    for expected in [
+        "\"login.example.com\"",
+        "AUTHCFG_TOKEN_HOSTS",
+        "PATCH /v1/datasources/elsewhere",
+    ] {
+        assert!(detail.contains(expected), "{expected} is not in {detail:?}");
+    }
+    assert_problem(
+        &server.post("/v1/datasources/elsewhere/test", &json!({})),
+        409,
+    );
+
+    // New and changed token URLs must name a listed host.
+    let refused = server.post(
+        "/v1/datasources",
+        &bearer_datasource("other", "https://login.example.com/oauth/token"),
+    );
+    let problem = assert_validation_problem(&refused, "/auth/token_url");
+    assert!(problem.to_string().contains("token_hosts"), "{problem}");
+    assert_eq!(server.get("/v1/datasources/other").status, 404);
+    let created = server.post(
+        "/v1/datasources",
+        &bearer_datasource("okta", "https://dev-1.okta.com/oauth2/v1/token"),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // Pointing the old one at a listed host is accepted and stored.
+    let fixed = server.patch(
+        "/v1/datasources/elsewhere",
+        &json!({"auth": {"token_url": "http://127.0.0.1:9/token"}}),
+        None,
+    );
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+}
+
+#[test]
+fn bad_token_hosts_stop_the_start() {
+    let (status, log) = Server::start_expecting_failure(ServerOptions {
+        extra_config: "token_hosts = [\"https://login.example.com/token\"]\n".to_owned(),
+        ..ServerOptions::default()
+    });
+
+    assert!(!status.success());
+    assert!(log.contains("AUTHCFG_TOKEN_HOSTS"), "{log}");
+    assert!(log.contains("is a URL, not a host"), "{log}");
 }
 
 #[test]
