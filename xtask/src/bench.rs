@@ -121,9 +121,17 @@ struct CacheFill {
     first_failure: Option<String>,
     upstream: u64,
     rss_before: u64,
+    /// Read right after the last data source was filled.
     rss_after: u64,
+    /// Read [`SETTLE`] later, without requests in between.
+    rss_settled: u64,
     elapsed: Duration,
 }
+
+/// The pause between the end of the cache fill and the settled memory
+/// reading. The server drops its idle per-request bookkeeping after 5 s
+/// without traffic, and jemalloc returns freed pages after 10 s.
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// Everything one `cargo xtask bench` measured.
 #[derive(Debug)]
@@ -815,6 +823,13 @@ fn fill_cache(
     let elapsed = started.elapsed();
     let rss_after = process::resident_memory(pid)?;
     let upstream = counts.read()?.token - before.token;
+    say(&format!(
+        "  {:.1} MB resident right after the fill; reading again in {} s",
+        rss_after as f64 / 1e6,
+        SETTLE.as_secs()
+    ));
+    std::thread::sleep(SETTLE);
+    let rss_settled = process::resident_memory(pid)?;
 
     // The server's log lines of the first failed request contain the cause.
     let first_failure = first_failure
@@ -838,6 +853,7 @@ fn fill_cache(
         upstream,
         rss_before,
         rss_after,
+        rss_settled,
         elapsed,
     })
 }

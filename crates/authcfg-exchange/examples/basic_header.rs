@@ -36,7 +36,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         // Printing a header is fine for these made-up credentials only: a real
         // header is a live credential.
-        println!("Authorization: {}", authorization.value.expose_secret());
+        println!(
+            "Authorization: {}",
+            authorization.header_value().expose_secret()
+        );
     }
 
     let metrics = exchange.metrics();

@@ -58,13 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         // Printing a header is fine for this made-up token only: a real
         // header is a live credential.
-        let expiry = match authorization.expires_at {
+        let expiry = match authorization.expires_at() {
             Some(expires_at) => format!("used until {expires_at}"),
             None => "does not expire".to_owned(),
         };
         println!(
             "call {call}: Authorization: {} ({expiry})",
-            authorization.value.expose_secret()
+            authorization.header_value().expose_secret()
         );
     }
 

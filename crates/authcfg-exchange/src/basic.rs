@@ -1,12 +1,10 @@
 //! HTTP Basic authentication (RFC 7617): a pure computation, cached like a
 //! token that never expires.
 
-use std::sync::Arc;
-
 use authcfg_model::{Credentials, SecretString};
 use base64::Engine as _;
 
-use crate::cache::CachedToken;
+use crate::cache::{CachedToken, Scheme};
 use crate::Error;
 
 /// Builds `Basic base64(user-id ":" password)` per RFC 7617. An empty password
@@ -16,10 +14,14 @@ use crate::Error;
 ///
 /// The result contains the password, merely encoded.
 pub fn basic_header(user_id: &str, password: &str) -> SecretString {
-    let plain = SecretString::new(format!("{user_id}:{password}"));
-    let encoded =
-        SecretString::new(base64::engine::general_purpose::STANDARD.encode(plain.expose_secret()));
+    let encoded = basic_token68(user_id, password);
     SecretString::new(format!("Basic {}", encoded.expose_secret()))
+}
+
+/// Returns `base64(user-id ":" password)`, the part of the header after `Basic `.
+fn basic_token68(user_id: &str, password: &str) -> SecretString {
+    let plain = SecretString::new(format!("{user_id}:{password}"));
+    SecretString::new(base64::engine::general_purpose::STANDARD.encode(plain.expose_secret()))
 }
 
 /// Builds the never-expiring Basic token of `credentials`.
@@ -33,11 +35,11 @@ pub(crate) fn basic_token(credentials: &Credentials) -> Result<CachedToken, Erro
         });
     }
     Ok(CachedToken {
-        header: Arc::new(basic_header(
+        token: basic_token68(
             &credentials.client_id,
             credentials.client_secret.expose_secret(),
-        )),
-        token_type: "Basic",
+        ),
+        scheme: Scheme::Basic,
         scope: None,
         lifetime_assumed: false,
         valid_until: None,

@@ -100,14 +100,37 @@ impl CacheKey {
     }
 }
 
-/// A cached header value with its validity.
+/// The authentication scheme of a header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// RFC 7617 Basic.
+    Basic,
+    /// RFC 6750 Bearer.
+    Bearer,
+}
+
+impl Scheme {
+    /// Returns the scheme name as the header writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Basic => "Basic",
+            Scheme::Bearer => "Bearer",
+        }
+    }
+}
+
+/// A cached header value with its validity. Every [`Authorization`] handed
+/// out shares it, so that a cache hit copies no secret.
+///
+/// The header value is kept without its scheme, so that a token of a common
+/// length such as 1024 bytes fills an allocation of that size exactly.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
-    /// Shared with every [`Authorization`] handed out, so that a cache hit
-    /// copies no secret.
-    pub(crate) header: Arc<SecretString>,
-    pub(crate) token_type: &'static str,
-    pub(crate) scope: Option<String>,
+    /// The part of the header value after the scheme and a space: the access
+    /// token, or the Base64 user-id and password.
+    pub(crate) token: SecretString,
+    pub(crate) scheme: Scheme,
+    pub(crate) scope: Option<Box<str>>,
     pub(crate) lifetime_assumed: bool,
     /// The last instant the token is handed out; `None` never expires (Basic).
     pub(crate) valid_until: Option<Instant>,
@@ -134,14 +157,8 @@ impl CachedToken {
         self.refresh_from.is_some_and(|from| now >= from)
     }
 
-    pub(crate) fn to_authorization(&self) -> Authorization {
-        Authorization {
-            value: Arc::clone(&self.header),
-            token_type: self.token_type,
-            expires_at: self.expires_at,
-            lifetime_assumed: self.lifetime_assumed,
-            scope: self.scope.clone(),
-        }
+    pub(crate) fn to_authorization(self: &Arc<Self>) -> Authorization {
+        Authorization::new(Arc::clone(self))
     }
 }
 
@@ -164,7 +181,8 @@ pub(crate) struct Backoff {
 #[derive(Default)]
 pub(crate) struct SlotState {
     pub(crate) token: Option<Arc<CachedToken>>,
-    pub(crate) flight: Option<Flight>,
+    /// Boxed, because it exists only during a token request.
+    pub(crate) flight: Option<Box<Flight>>,
     /// Boxed, because it is rare and a slot exists for every data source.
     pub(crate) backoff: Option<Box<Backoff>>,
     /// Failed token requests in a row, for the exponential back-off.
@@ -322,7 +340,7 @@ impl Cache {
     pub(crate) fn start_flight(&self, slot: &Arc<Slot>, state: &mut SlotState) -> FlightGuard {
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
-        state.flight = Some(Flight { id, receiver });
+        state.flight = Some(Box::new(Flight { id, receiver }));
         FlightGuard {
             slot: Arc::clone(slot),
             id,

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::basic::basic_token;
 use crate::cache::{
-    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, SlotState,
+    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Scheme, SlotState,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
@@ -630,12 +630,9 @@ impl Exchange {
         let usable = lifetime - skew;
 
         CachedToken {
-            header: Arc::new(SecretString::new(format!(
-                "Bearer {}",
-                parsed.access_token.expose_secret()
-            ))),
-            token_type: "Bearer",
-            scope: parsed.scope.clone(),
+            token: SecretString::new(parsed.access_token.expose_secret()),
+            scheme: Scheme::Bearer,
+            scope: parsed.scope.as_deref().map(Box::from),
             lifetime_assumed,
             valid_until: Some(received + usable),
             refresh_from: Some(received + lifetime.saturating_sub(refresh_lead)),
@@ -711,8 +708,8 @@ impl Exchange {
         match result {
             Ok(token) => {
                 diagnostics.ok = true;
-                diagnostics.scope = token.scope.clone();
-                diagnostics.token_type = Some(token.token_type.to_owned());
+                diagnostics.scope = token.scope.as_deref().map(str::to_owned);
+                diagnostics.token_type = Some(token.scheme.as_str().to_owned());
                 diagnostics.lifetime_assumed = token.lifetime_assumed;
             }
             Err(error) => {

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authcfg_model::{AuthConfig, Credentials, DataSourceId, SecretString};
+
+use crate::cache::CachedToken;
 use time::OffsetDateTime;
 
 /// Credentials as loaded from the store, with their version.
@@ -47,25 +49,78 @@ pub struct AuthorizeRequest<'a> {
 }
 
 /// A ready `Authorization` header value.
-#[derive(Debug)]
+///
+/// It shares the cached token, so that handing it out copies no secret, and
+/// cloning it is cheap. Its `Debug` output shows no part of the value.
+///
+/// # Security
+///
+/// The value is a live credential: send it only to the data source.
+#[derive(Clone)]
 pub struct Authorization {
-    /// The header value, such as `Bearer eyJ...` or `Basic YXBp...`.
-    ///
-    /// # Security
-    ///
-    /// This is a live credential: send it only to the data source. It is
-    /// shared with the cache, so handing it out copies no secret.
-    pub value: Arc<SecretString>,
-    /// `Bearer` or `Basic`.
-    pub token_type: &'static str,
-    /// When the token stops being used, after the safety margin; `None` for
-    /// Basic, which does not expire.
-    pub expires_at: Option<OffsetDateTime>,
-    /// True when the token response had no `expires_in` and the configured
-    /// default lifetime was assumed.
-    pub lifetime_assumed: bool,
-    /// The scope the token endpoint granted, when it returned one.
-    pub scope: Option<String>,
+    token: Arc<CachedToken>,
+}
+
+impl Authorization {
+    pub(crate) fn new(token: Arc<CachedToken>) -> Self {
+        Self { token }
+    }
+
+    /// Returns the scheme, `Bearer` or `Basic`.
+    pub fn token_type(&self) -> &'static str {
+        self.token.scheme.as_str()
+    }
+
+    /// Returns the part of the header value after the scheme and a space: the
+    /// access token for `Bearer`, the Base64 `user-id:password` for `Basic`.
+    pub fn token(&self) -> &SecretString {
+        &self.token.token
+    }
+
+    /// Returns the whole header value, such as `Bearer eyJ...` or
+    /// `Basic YXBp...`, in a new string.
+    pub fn header_value(&self) -> SecretString {
+        SecretString::new(self.to_string_exposed())
+    }
+
+    /// Returns when the token stops being used, after the safety margin;
+    /// `None` for Basic, which does not expire.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.token.expires_at
+    }
+
+    /// Returns true when the token response had no `expires_in` and the
+    /// configured default lifetime was assumed.
+    pub fn lifetime_assumed(&self) -> bool {
+        self.token.lifetime_assumed
+    }
+
+    /// Returns the scope the token endpoint granted, when it returned one.
+    pub fn scope(&self) -> Option<&str> {
+        self.token.scope.as_deref()
+    }
+
+    fn to_string_exposed(&self) -> String {
+        let token = self.token.token.expose_secret();
+        let scheme = self.token_type();
+        let mut value = String::with_capacity(scheme.len() + 1 + token.len());
+        value.push_str(scheme);
+        value.push(' ');
+        value.push_str(token);
+        value
+    }
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorization")
+            .field("token_type", &self.token_type())
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at())
+            .field("lifetime_assumed", &self.lifetime_assumed())
+            .field("scope", &self.scope())
+            .finish()
+    }
 }
 
 /// A token request for a connection test, outside the cache.

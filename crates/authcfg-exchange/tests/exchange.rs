@@ -119,7 +119,7 @@ impl Harness {
         self.exchange
             .authorize(&request(auth, 1), self.load(1))
             .await
-            .map(|authorization| authorization.value.expose_secret().to_owned())
+            .map(|authorization| authorization.header_value().expose_secret().to_owned())
     }
 }
 
@@ -170,9 +170,12 @@ async fn basic_header_is_computed_and_cached() {
             )
             .await
             .unwrap();
-        assert_eq!(authorization.value.expose_secret(), "Basic YXBpa2V5Og==");
-        assert_eq!(authorization.token_type, "Basic");
-        assert_eq!(authorization.expires_at, None);
+        assert_eq!(
+            authorization.header_value().expose_secret(),
+            "Basic YXBpa2V5Og=="
+        );
+        assert_eq!(authorization.token_type(), "Basic");
+        assert_eq!(authorization.expires_at(), None);
     }
 
     assert_eq!(harness.loads(), 1);
@@ -205,8 +208,8 @@ async fn basic_header_follows_credentials_version() {
         .await
         .unwrap();
 
-    assert_eq!(first.value.expose_secret(), "Basic dTpvbGQ=");
-    assert_eq!(second.value.expose_secret(), "Basic dTpuZXc=");
+    assert_eq!(first.header_value().expose_secret(), "Basic dTpvbGQ=");
+    assert_eq!(second.header_value().expose_secret(), "Basic dTpuZXc=");
 }
 
 // The token request on the wire.
@@ -404,9 +407,12 @@ async fn form_encoded_response_is_parsed() {
         .await
         .unwrap();
 
-    assert_eq!(authorization.value.expose_secret(), "Bearer gho_abc123");
-    assert_eq!(authorization.scope.as_deref(), Some("repo,gist"));
-    assert!(authorization.lifetime_assumed);
+    assert_eq!(
+        authorization.header_value().expose_secret(),
+        "Bearer gho_abc123"
+    );
+    assert_eq!(authorization.scope(), Some("repo,gist"));
+    assert!(authorization.lifetime_assumed());
 }
 
 #[tokio::test]
@@ -547,8 +553,8 @@ async fn missing_token_type_is_taken_as_bearer() {
         .await
         .unwrap();
 
-    assert_eq!(authorization.value.expose_secret(), "Bearer at-1");
-    assert_eq!(authorization.token_type, "Bearer");
+    assert_eq!(authorization.header_value().expose_secret(), "Bearer at-1");
+    assert_eq!(authorization.token_type(), "Bearer");
 }
 
 #[tokio::test]
@@ -567,9 +573,9 @@ async fn missing_expires_in_assumes_default_lifetime() {
         .await
         .unwrap();
 
-    assert!(authorization.lifetime_assumed);
+    assert!(authorization.lifetime_assumed());
     // The default lifetime is 600 s and the margin 10 s.
-    let remaining = authorization.expires_at.unwrap() - time::OffsetDateTime::now_utc();
+    let remaining = authorization.expires_at().unwrap() - time::OffsetDateTime::now_utc();
     assert!(remaining <= time::Duration::seconds(590), "{remaining}");
     assert!(remaining > time::Duration::seconds(580), "{remaining}");
 
@@ -641,8 +647,8 @@ async fn rotation_persisted_and_cached() {
         .await
         .unwrap();
 
-    assert_eq!(first.value.expose_secret(), "Bearer at-1");
-    assert_eq!(second.value.expose_secret(), "Bearer at-1");
+    assert_eq!(first.header_value().expose_secret(), "Bearer at-1");
+    assert_eq!(second.header_value().expose_secret(), "Bearer at-1");
     assert_eq!(
         *harness.sink.calls.lock().unwrap(),
         vec![(datasource(), 4, "rt-2".to_owned())]
@@ -769,7 +775,7 @@ async fn password_grant_persists_its_refresh_token() {
         .await
         .unwrap();
 
-    assert_eq!(first.value.expose_secret(), "Bearer at-1");
+    assert_eq!(first.header_value().expose_secret(), "Bearer at-1");
     assert_eq!(server.last().body, PASSWORD_BODY);
     assert_eq!(
         *harness.sink.calls.lock().unwrap(),
@@ -786,7 +792,7 @@ async fn password_grant_persists_its_refresh_token() {
         )
         .await
         .unwrap();
-    assert_eq!(second.value.expose_secret(), "Bearer at-1");
+    assert_eq!(second.header_value().expose_secret(), "Bearer at-1");
     assert_eq!(server.count(), 1);
     assert_eq!(harness.loads(), 1);
 }
@@ -865,9 +871,9 @@ async fn password_source_renews_with_refresh_grant() {
         .await
         .unwrap();
 
-    assert_eq!(first.value.expose_secret(), "Bearer at-1");
-    assert_eq!(second.value.expose_secret(), "Bearer at-2");
-    assert_eq!(third.value.expose_secret(), "Bearer at-3");
+    assert_eq!(first.header_value().expose_secret(), "Bearer at-1");
+    assert_eq!(second.header_value().expose_secret(), "Bearer at-2");
+    assert_eq!(third.header_value().expose_secret(), "Bearer at-3");
     let requests = server.requests();
     let bodies: Vec<&str> = requests
         .iter()
@@ -914,7 +920,7 @@ async fn rejected_refresh_token_falls_back_to_password() {
         .await
         .unwrap();
 
-    assert_eq!(authorization.value.expose_secret(), "Bearer at-2");
+    assert_eq!(authorization.header_value().expose_secret(), "Bearer at-2");
     let bodies: Vec<String> = server
         .requests()
         .into_iter()
@@ -1277,7 +1283,7 @@ async fn refresh_ahead_serves_old_token_meanwhile() {
             exchange
                 .authorize(&request(&auth, 1), load)
                 .await
-                .map(|authorization| authorization.value.expose_secret().to_owned())
+                .map(|authorization| authorization.header_value().expose_secret().to_owned())
         })
     };
     server.wait_for_count(2).await;
@@ -1294,7 +1300,7 @@ fn cached_header(harness: &Harness, request: &AuthorizeRequest<'_>) -> Option<St
     harness
         .exchange
         .cached(request)
-        .map(|authorization| authorization.value.expose_secret().to_owned())
+        .map(|authorization| authorization.header_value().expose_secret().to_owned())
 }
 
 #[tokio::test]
@@ -1476,7 +1482,7 @@ async fn min_valid_and_force_refresh() {
         .authorize(&long, harness.load(1))
         .await
         .unwrap();
-    assert_eq!(authorization.value.expose_secret(), "Bearer at-2");
+    assert_eq!(authorization.header_value().expose_secret(), "Bearer at-2");
 
     server.set(Reply::token("at-3", 3600));
     let forced = AuthorizeRequest {
@@ -1488,7 +1494,7 @@ async fn min_valid_and_force_refresh() {
         .authorize(&forced, harness.load(1))
         .await
         .unwrap();
-    assert_eq!(authorization.value.expose_secret(), "Bearer at-3");
+    assert_eq!(authorization.header_value().expose_secret(), "Bearer at-3");
 
     assert_eq!(harness.bearer(&auth).await.unwrap(), "Bearer at-3");
     assert_eq!(server.count(), 3);
@@ -1512,7 +1518,7 @@ async fn min_valid_for_beyond_lifetime_requests_every_call() {
             .authorize(&long, harness.load(1))
             .await
             .unwrap();
-        assert_eq!(authorization.value.expose_secret(), "Bearer at-1");
+        assert_eq!(authorization.header_value().expose_secret(), "Bearer at-1");
         assert_eq!(server.count(), call, "call {call}");
     }
 
@@ -1598,7 +1604,7 @@ async fn stampede(
             exchange
                 .authorize(&request(&auth, 1), load)
                 .await
-                .map(|authorization| authorization.value.expose_secret().to_owned())
+                .map(|authorization| authorization.header_value().expose_secret().to_owned())
         }));
     }
     let mut results = Vec::with_capacity(callers);
@@ -1658,7 +1664,7 @@ async fn cancelled_leader_hands_over_to_waiter() {
             exchange
                 .authorize(&request(&auth, 1), load)
                 .await
-                .map(|authorization| authorization.value.expose_secret().to_owned())
+                .map(|authorization| authorization.header_value().expose_secret().to_owned())
         })
     };
     let leader = spawn_caller();

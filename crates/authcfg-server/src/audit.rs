@@ -34,6 +34,10 @@ const BUSY_BATCH: u64 = 64;
 /// events per second, 5,000 arrive meanwhile, well below the queue capacity.
 const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long after its last write the writer looks at the issued counters
+/// again, to drop the pairs that stayed idle and free their memory.
+const PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 enum Message {
     Event(NewAuditEvent),
     Flush(oneshot::Sender<()>),
@@ -139,6 +143,15 @@ impl IssuedCounters {
             }
         }
         (events, total)
+    }
+
+    /// Returns true when at least one (API token, data source) pair is held.
+    fn holds_pairs(&self) -> bool {
+        !self
+            .counts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// Returns the number of (API token, data source) pairs held.
@@ -289,12 +302,16 @@ async fn run_writer(
     dropped: Arc<AtomicU64>,
 ) {
     loop {
+        // Pairs stay until a pass finds them idle, so without traffic one
+        // more pass comes after PRUNE_AFTER to drop them.
+        let holds_pairs = issued.holds_pairs();
         let first = tokio::select! {
             message = receiver.recv() => match message {
                 Some(message) => Some(message),
                 None => break,
             },
             () = issued.wake.notified() => None,
+            () = tokio::time::sleep(PRUNE_AFTER), if holds_pairs => None,
         };
 
         let mut events = Vec::new();
@@ -397,6 +414,40 @@ mod tests {
         );
         let _ = counters.take();
         assert_eq!(counters.pairs(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writer_drops_idle_pairs_without_traffic() {
+        use authcfg_model::SecretString;
+        use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            argon2: Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..StoreOptions::default()
+        };
+        let key = MasterKey::Passphrase(SecretString::new("audit test passphrase"));
+        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
+        let (queue, writer) = AuditQueue::new(store.clone());
+        let writer = tokio::spawn(writer);
+
+        // One pass writes the count and keeps the pair. Yielding, unlike
+        // sleeping, does not move the paused clock.
+        queue.record_issued("tok_a", "crm");
+        while store.list_audit(None, None, 10).unwrap().items.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(queue.issued.pairs(), 1, "the pair is kept after its write");
+
+        // Paused time advances on its own while every task waits. Without
+        // the timed pass, the writer would wait for traffic and keep the pair.
+        tokio::time::sleep(PRUNE_AFTER * 3).await;
+        assert_eq!(queue.issued.pairs(), 0, "the idle pair was not dropped");
+        writer.abort();
     }
 
     #[test]

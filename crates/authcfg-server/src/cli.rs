@@ -555,7 +555,7 @@ fn token(settings: &Settings, name: &str, force_refresh: bool) -> anyhow::Result
     audit_cli(&store, "authorization.issue", Some(name), None);
     print_line(&format!(
         "Authorization: {}",
-        authorization.value.expose_secret()
+        authorization.header_value().expose_secret()
     ))
 }
 

@@ -54,8 +54,8 @@ pub struct AuthorizationResponse<'a> {
     #[schema(example = "Authorization")]
     pub header: &'static str,
     /// The header value, such as `Bearer eyJ...` or `Basic YXBp...`.
-    #[schema(example = "Bearer eyJhbGciOi...")]
-    pub value: &'a str,
+    #[schema(value_type = String, example = "Bearer eyJhbGciOi...")]
+    pub value: HeaderValue<'a>,
     /// `Bearer` or `Basic`.
     #[schema(example = "Bearer")]
     pub token_type: &'a str,
@@ -65,6 +65,21 @@ pub struct AuthorizationResponse<'a> {
     pub expires_at: Option<OffsetDateTime>,
     /// The scope the token endpoint granted, when it named one.
     pub scope: Option<&'a str>,
+}
+
+/// The header value of an [`Authorization`], written as one JSON string
+/// without first joining the scheme and the token into a new string.
+#[derive(Clone, Copy)]
+pub struct HeaderValue<'a>(&'a Authorization);
+
+impl Serialize for HeaderValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!(
+            "{} {}",
+            self.0.token_type(),
+            self.0.token().expose_secret()
+        ))
+    }
 }
 
 impl std::fmt::Debug for AuthorizationResponse<'_> {
@@ -266,13 +281,13 @@ fn authorize_request<'a>(
 fn authorization_response(authorization: &Authorization) -> HttpResponse {
     let body = AuthorizationResponse {
         header: "Authorization",
-        value: authorization.value.expose_secret(),
-        token_type: authorization.token_type,
-        expires_at: authorization.expires_at,
-        scope: authorization.scope.as_deref(),
+        value: HeaderValue(authorization),
+        token_type: authorization.token_type(),
+        expires_at: authorization.expires_at(),
+        scope: authorization.scope(),
     };
-    // The header value is most of the body; the rest is under 200 bytes.
-    let mut json = Vec::with_capacity(authorization.value.expose_secret().len() + 256);
+    // The token is most of the body; the rest is under 200 bytes.
+    let mut json = Vec::with_capacity(authorization.token().expose_secret().len() + 256);
     if let Err(error) = serde_json::to_writer(&mut json, &body) {
         return ApiError::internal(format!("cannot encode the authorization response: {error}"))
             .error_response();
