@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use authcfg_model::{
@@ -192,21 +192,23 @@ pub(crate) struct SlotState {
 /// The cache entry of one data source.
 pub(crate) struct Slot {
     pub(crate) key: CacheKey,
-    state: Mutex<SlotState>,
+    /// A read lock serves cache hits, so that concurrent hits never wait for
+    /// each other, even when the thread of one is descheduled.
+    state: RwLock<SlotState>,
 }
 
 impl Slot {
     pub(crate) fn new(key: CacheKey) -> Self {
         Self {
             key,
-            state: Mutex::new(SlotState::default()),
+            state: RwLock::new(SlotState::default()),
         }
     }
 
     pub(crate) fn with_token(key: CacheKey, token: Arc<CachedToken>) -> Self {
         Self {
             key,
-            state: Mutex::new(SlotState {
+            state: RwLock::new(SlotState {
                 token: Some(token),
                 ..SlotState::default()
             }),
@@ -224,8 +226,14 @@ impl Slot {
             && self.key.matches_config(auth, client_id)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Locks the state for a change.
+    pub(crate) fn lock(&self) -> RwLockWriteGuard<'_, SlotState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the state for reading, shared with other readers.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, SlotState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

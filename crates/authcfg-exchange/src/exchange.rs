@@ -177,7 +177,7 @@ impl Exchange {
             request.credentials_version,
         )?;
         let now = inner.clock.now();
-        let token = ready_token(&slot.lock(), now, request)?;
+        let token = ready_token(&slot.read(), now, request)?;
         inner.metrics.record_hit();
         Some(token.to_authorization())
     }
@@ -227,7 +227,11 @@ impl Exchange {
 
         loop {
             let now = inner.clock.now();
-            let step = {
+            // Most calls are hits, which a shared read lock serves.
+            let hit = ready_token(&slot.read(), now, request);
+            let step = if let Some(token) = hit {
+                Step::Hit(token)
+            } else {
                 let mut state = slot.lock();
                 if let Some(token) = ready_token(&state, now, request) {
                     Step::Hit(token)
