@@ -192,8 +192,7 @@ pub(crate) struct SlotState {
 /// The cache entry of one data source.
 pub(crate) struct Slot {
     pub(crate) key: CacheKey,
-    /// A read lock serves cache hits, so that concurrent hits never wait for
-    /// each other, even when the thread of one is descheduled.
+    /// Cache hits take the read lock, which they share with each other.
     state: RwLock<SlotState>,
 }
 

@@ -83,8 +83,8 @@ impl Authorization {
         SecretString::new(self.to_string_exposed())
     }
 
-    /// Returns when the token stops being used, after the safety margin;
-    /// `None` for Basic, which does not expire.
+    /// Returns when the token stops being used, after the safety margin.
+    /// Basic does not expire and returns `None`.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.token.expires_at
     }

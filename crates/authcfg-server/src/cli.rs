@@ -507,6 +507,12 @@ fn token(settings: &Settings, name: &str, force_refresh: bool) -> anyhow::Result
         let prefix = crate::env_import::env_var_prefix(name);
         bail!("data source {name:?} has no credentials: set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET and run `authcfg credentials import-env`, or run `authcfg credentials set {name}`");
     };
+    // The same policy as the server's, checked before anything is sent.
+    if let Some(token_url) = &datasource.auth.token_url {
+        if let Err(detail) = settings.token_url_policy().check(token_url) {
+            bail!("data source {name:?} cannot request a token: {detail}; change the data source's token_url with PATCH /v1/datasources/{name} or the provisioning file");
+        }
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

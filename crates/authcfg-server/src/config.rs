@@ -598,16 +598,23 @@ impl Reader<'_> {
         match value.clone().into_array() {
             Ok(items) => items
                 .into_iter()
-                .map(|item| match item.kind {
+                .enumerate()
+                .map(|(index, item)| match item.kind {
                     ValueKind::String(text) => Ok(text),
-                    _ => Err(expected()),
+                    other => Err(self.invalid(
+                        key,
+                        format!(
+                            "item {} of the list, {other}, is not text: quote it, as in [\"a\", \"b\"]",
+                            index + 1
+                        ),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Err(_) => {
-                let text = value.clone().into_string().map_err(|_| expected())?;
-                Ok(Some(text.split(',').map(str::to_owned).collect()))
-            }
+            Err(_) => match &value.kind {
+                ValueKind::String(text) => Ok(Some(text.split(',').map(str::to_owned).collect())),
+                _ => Err(expected()),
+            },
         }
     }
 
@@ -740,7 +747,16 @@ mod tests {
             .to_string();
         assert!(error.contains("the list is empty"), "{error}");
 
-        std::fs::write(&file, "token_hosts = [1]\n").unwrap();
+        std::fs::write(&file, "token_hosts = [\"a.example.com\", 443]\n").unwrap();
+        let error = Settings::load_from(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("item 2 of the list, 443, is not text"),
+            "{error}"
+        );
+
+        std::fs::write(&file, "token_hosts = 443\n").unwrap();
         let error = Settings::load_from(Some(&file), &[])
             .unwrap_err()
             .to_string();

@@ -184,6 +184,13 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
         datasources = state.snapshot.len(),
         "authcfg is listening"
     );
+    if let Some(hosts) = &settings.token_hosts {
+        let listed: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            token_hosts = %listed.join(", "),
+            "token URLs may name only the listed hosts"
+        );
+    }
     // The graceful stop runs inside the server future, which handles no
     // further command until it ends. A forced stop therefore leaves that
     // future behind, and the worker threads end with the process.

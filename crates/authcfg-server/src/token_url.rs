@@ -53,25 +53,39 @@ impl HostPattern {
                 "{entry:?} is a URL, not a host: {form}, without scheme or path"
             ));
         }
+        if text.contains(',') {
+            return Err(format!(
+                "{entry:?} contains a comma: list each host as an entry of its own, such as [\"a.example.com\", \"b.example.com\"]"
+            ));
+        }
+        if text.contains('@') {
+            return Err(format!(
+                "{entry:?} contains user info: {form}, without \"user@\""
+            ));
+        }
         let (below, host) = match text.strip_prefix("*.") {
             Some(domain) => (true, domain),
             None => (false, text),
         };
-        let invalid = || format!("{entry:?} is not a host: {form}, without port");
         if host.contains('*') {
-            return Err(invalid());
+            return Err(format!(
+                "{entry:?} has a \"*\" that is not the whole first label: a wildcard is allowed only as \"*.\" before a domain, such as \"*.okta.com\""
+            ));
         }
         // A bare IPv6 address is accepted as well as the bracketed URL form.
         let parsed = match host.parse::<std::net::Ipv6Addr>() {
             Ok(address) => Host::Ipv6(address),
-            Err(_) => Host::parse(host).map_err(|_| invalid())?,
+            Err(_) if host.contains(':') && !host.starts_with('[') => {
+                return Err(format!(
+                    "{entry:?} has a port or is not an IP address: {form}, without port; a token_url matches whatever its port"
+                ))
+            }
+            Err(_) => Host::parse(host).map_err(|_| format!("{entry:?} is not a host: {form}"))?,
         };
         match parsed {
             Host::Domain(domain) => {
                 let domain = normalize_domain(&domain);
-                if domain.is_empty() || domain.split('.').any(str::is_empty) {
-                    return Err(invalid());
-                }
+                check_domain(entry, &domain, form)?;
                 Ok(if below {
                     Self::Below(domain)
                 } else {
@@ -80,6 +94,11 @@ impl HostPattern {
             }
             Host::Ipv4(_) | Host::Ipv6(_) if below => Err(format!(
                 "{entry:?} puts \"*.\" before an IP address: list the address alone"
+            )),
+            // URL parsing reads "127.1" or "2130706433" as addresses too; in
+            // the list, only the usual form is accepted, to catch typos.
+            Host::Ipv4(_) if host.parse::<std::net::Ipv4Addr>().is_err() => Err(format!(
+                "{entry:?} is read as an IPv4 address: write it as four decimal numbers, such as \"127.0.0.1\", or give a host name"
             )),
             Host::Ipv4(address) => Ok(Self::Address(IpAddr::V4(address))),
             Host::Ipv6(address) => Ok(Self::Address(IpAddr::V6(address))),
@@ -112,6 +131,23 @@ impl fmt::Display for HostPattern {
             Self::Address(IpAddr::V6(address)) => write!(f, "[{address}]"),
         }
     }
+}
+
+/// Checks a normalized domain name: labels of letters, digits, `-` and `_`
+/// (IDNA names arrive as `xn--` labels), none empty.
+fn check_domain(entry: &str, domain: &str, form: &str) -> Result<(), String> {
+    if domain.is_empty() || domain.split('.').any(str::is_empty) {
+        return Err(format!("{entry:?} has an empty label: {form}"));
+    }
+    if let Some(bad) = domain
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{entry:?} contains {bad:?}, which a host name cannot: {form}"
+        ));
+    }
+    Ok(())
 }
 
 fn normalize_domain(domain: &str) -> String {
@@ -267,12 +303,19 @@ mod tests {
             ("https://login.example.com", "is a URL"),
             ("login.example.com/token", "is a URL"),
             ("login.example.com:443", "without port"),
-            ("*.*.example.com", "is not a host"),
-            ("login*.example.com", "is not a host"),
+            ("*.*.example.com", "wildcard is allowed only"),
+            ("login*.example.com", "wildcard is allowed only"),
             ("*.127.0.0.1", "IP address"),
-            ("a..b", "is not a host"),
+            ("a..b", "empty label"),
             ("*.", "is not a host"),
-            ("user@host", "is not a host"),
+            ("user@host", "user info"),
+            ("a.com,b.com", "an entry of its own"),
+            ("a.com;b.com", "contains ';'"),
+            ("a.com!", "contains '!'"),
+            ("a=b.com", "contains '='"),
+            ("123", "four decimal numbers"),
+            ("127.1", "four decimal numbers"),
+            ("0x7f.0.0.1", "four decimal numbers"),
         ];
         for (entry, expected) in cases {
             let detail = HostPattern::parse(entry).unwrap_err();

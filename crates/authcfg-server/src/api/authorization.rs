@@ -293,8 +293,9 @@ fn encode_authorization(
     expires_at: Option<OffsetDateTime>,
     scope: Option<&str>,
 ) -> Result<Vec<u8>, String> {
-    // The token is most of the body; the rest is under 200 bytes.
+    // The token is most of the body. The rest is under 200 bytes.
     let mut json = Vec::with_capacity(token.len() + 256);
+
     json.extend_from_slice(b"{\"header\":\"Authorization\",\"value\":\"");
     json.extend_from_slice(scheme.as_bytes());
     json.push(b' ');
@@ -304,8 +305,10 @@ fn encode_authorization(
     } else {
         json.extend_from_slice(token.as_bytes());
     }
+
     json.extend_from_slice(b"\",\"token_type\":\"");
     json.extend_from_slice(scheme.as_bytes());
+
     json.extend_from_slice(b"\",\"expires_at\":");
     match expires_at {
         Some(expires_at) => {
@@ -317,6 +320,7 @@ fn encode_authorization(
         }
         None => json.extend_from_slice(b"null"),
     }
+
     json.extend_from_slice(b",\"scope\":");
     match scope {
         Some(scope) => {

@@ -232,12 +232,14 @@ fn token_hosts_limit_where_token_requests_go() {
         extra_config: "token_hosts = [\"127.0.0.1\", \"*.okta.com\"]\n".to_owned(),
         ..ServerOptions::default()
     });
+    let log = server.log();
     assert!(
-        server
-            .log()
-            .contains("token requests of this data source will be rejected"),
-        "no start-up warning about the stored data source: {}",
-        server.log()
+        log.contains("token requests of this data source will be rejected"),
+        "no start-up warning about the stored data source: {log}"
+    );
+    assert!(
+        log.contains("token URLs may name only the listed hosts"),
+        "the list is not logged at start: {log}"
     );
 
     // A stored data source that predates the list gets a 409 that names the
@@ -256,6 +258,15 @@ fn token_hosts_limit_where_token_requests_go() {
         &server.post("/v1/datasources/elsewhere/test", &json!({})),
         409,
     );
+
+    // The command line applies the same list before it sends anything.
+    let output = server.cli(&["token", "--datasource", "elsewhere"], &[], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "authcfg token ignored token_hosts"
+    );
+    assert!(stderr.contains("token_hosts does not list"), "{stderr}");
 
     // New and changed token URLs must name a listed host.
     let refused = server.post(
