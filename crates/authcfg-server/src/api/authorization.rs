@@ -16,7 +16,7 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, ResponseError as _};
 use authcfg_exchange::{Authorization, AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
-use authcfg_model::{AuditOutcome, AuthConfig, CredentialField};
+use authcfg_model::{AuditOutcome, AuthConfig, CredentialField, Role};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
@@ -369,7 +369,7 @@ async fn authorize_in_full(
         );
         return Err(no_credentials(&name).into());
     };
-    if let Err(error) = check_token_url_policy(state, &name, &entry.auth) {
+    if let Err(error) = check_token_url_policy(state, &name, &entry.auth, caller.role()) {
         record_issue(
             state,
             &caller,
@@ -425,16 +425,23 @@ async fn authorize_in_full(
 }
 
 /// Rejects a token request to a token URL that the server's policy rejects,
-/// as a data source stored before `token_hosts` was set can have.
-fn check_token_url_policy(state: &AppState, name: &str, auth: &AuthConfig) -> Result<(), ApiError> {
+/// as a data source stored before `token_hosts` was set can have. A
+/// consumer is not told the server's settings, only whom to ask.
+fn check_token_url_policy(
+    state: &AppState,
+    name: &str,
+    auth: &AuthConfig,
+    role: Role,
+) -> Result<(), ApiError> {
     let Some(token_url) = &auth.token_url else {
         return Ok(());
     };
     state.token_url_policy.check(token_url).map_err(|detail| {
-        ApiError::new(
-            ProblemKind::InvalidAuthConfig,
-            format!("data source {name:?} cannot request a token: {detail}; change the data source with PATCH /v1/datasources/{name}"),
-        )
+        let detail = match role {
+            Role::Admin => format!("data source {name:?} cannot request a token: {detail}; change the data source with PATCH /v1/datasources/{name}"),
+            Role::Consumer => format!("data source {name:?} cannot request a token: the server's token URL policy rejects its token_url; ask an administrator to fix the data source or the policy"),
+        };
+        ApiError::new(ProblemKind::InvalidAuthConfig, detail)
     })
 }
 
@@ -498,7 +505,7 @@ pub async fn test_datasource(
     let Some(unsealed) = unsealed else {
         return Err(no_credentials(&name));
     };
-    check_token_url_policy(&state, &name, &datasource.auth)?;
+    check_token_url_policy(&state, &name, &datasource.auth, caller.role())?;
 
     let diagnostics = state
         .exchange

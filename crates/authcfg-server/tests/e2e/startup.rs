@@ -259,6 +259,20 @@ fn token_hosts_limit_where_token_requests_go() {
         409,
     );
 
+    // A consumer learns whom to ask, not the server's settings.
+    let consumer = server.consumer_token(&["elsewhere"]);
+    let refused = server.call(
+        "POST",
+        "/v1/datasources/elsewhere/authorization",
+        Some(&consumer),
+        Some(&json!({})),
+    );
+    let problem = assert_problem(&refused, 409);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("ask an administrator"), "{detail:?}");
+    assert!(!detail.contains("login.example.com"), "{detail:?}");
+    assert!(!detail.contains("okta"), "{detail:?}");
+
     // The command line applies the same list before it sends anything.
     let output = server.cli(&["token", "--datasource", "elsewhere"], &[], None);
     let stderr = String::from_utf8_lossy(&output.stderr);
