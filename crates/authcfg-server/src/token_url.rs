@@ -86,6 +86,11 @@ impl HostPattern {
             Host::Domain(domain) => {
                 let domain = normalize_domain(&domain);
                 check_domain(entry, &domain, form)?;
+                if below && !domain.contains('.') {
+                    return Err(format!(
+                        "{entry:?} would match every host of a top-level domain: list a domain below it, such as \"*.okta.com\""
+                    ));
+                }
                 Ok(if below {
                     Self::Below(domain)
                 } else {
@@ -145,6 +150,14 @@ fn check_domain(entry: &str, domain: &str, form: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{entry:?} contains {bad:?}, which a host name cannot: {form}"
+        ));
+    }
+    if domain
+        .split('.')
+        .any(|label| label.starts_with('-') || label.ends_with('-'))
+    {
+        return Err(format!(
+            "{entry:?} has a label that starts or ends with '-', which a host name cannot: {form}"
         ));
     }
     Ok(())
@@ -316,6 +329,9 @@ mod tests {
             ("123", "four decimal numbers"),
             ("127.1", "four decimal numbers"),
             ("0x7f.0.0.1", "four decimal numbers"),
+            ("-bad.example.com", "starts or ends with '-'"),
+            ("bad-.example.com", "starts or ends with '-'"),
+            ("*.com", "top-level domain"),
         ];
         for (entry, expected) in cases {
             let detail = HostPattern::parse(entry).unwrap_err();
