@@ -418,20 +418,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn writer_drops_idle_pairs_without_traffic() {
-        use authcfg_model::SecretString;
-        use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
-
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            argon2: Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..StoreOptions::default()
-        };
-        let key = MasterKey::Passphrase(SecretString::new("audit test passphrase"));
-        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
+        let (_dir, store) = crate::test_support::open_store();
         let (queue, writer) = AuditQueue::new(store.clone());
         let writer = tokio::spawn(writer);
 

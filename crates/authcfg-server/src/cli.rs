@@ -689,23 +689,12 @@ fn missing_datasources_warning(missing: &[String]) -> String {
 mod tests {
     use super::*;
 
-    use authcfg_model::{AuthConfig, CreateDataSource, SecretString};
-    use authcfg_store::{Argon2Params, StoreOptions};
+    use authcfg_model::{AuthConfig, CreateDataSource};
     use clap::CommandFactory as _;
 
     #[test]
     fn api_token_create_warns_about_missing_datasources() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            argon2: Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..StoreOptions::default()
-        };
-        let key = MasterKey::Passphrase(SecretString::new("cli test passphrase"));
-        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
+        let (_dir, store) = crate::test_support::open_store();
         store
             .create_datasource(&CreateDataSource {
                 name: "crm-prod".to_owned(),

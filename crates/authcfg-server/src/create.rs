@@ -70,27 +70,11 @@ pub fn create_datasource(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::open_store;
 
-    use authcfg_model::{AuthConfig, SecretString};
-    use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
+    use authcfg_model::AuthConfig;
 
     use crate::problem::{ApiError, ProblemKind};
-
-    /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
-    fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            argon2: Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..StoreOptions::default()
-        };
-        let key = MasterKey::Passphrase(SecretString::new("create test passphrase"));
-        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
-        (dir, store)
-    }
 
     fn basic(name: &str) -> CreateDataSource {
         CreateDataSource {

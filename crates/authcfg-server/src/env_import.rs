@@ -549,25 +549,9 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::open_store;
 
     use authcfg_model::CreateDataSource;
-    use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
-
-    /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
-    fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            argon2: Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..StoreOptions::default()
-        };
-        let key = MasterKey::Passphrase(SecretString::new("env import test passphrase"));
-        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
-        (dir, store)
-    }
 
     fn create(store: &Store, name: &str, auth: AuthConfig) -> DataSource {
         store

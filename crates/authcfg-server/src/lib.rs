@@ -27,4 +27,7 @@ pub mod state;
 pub mod telemetry;
 pub mod token_url;
 
+#[cfg(test)]
+mod test_support;
+
 pub use openapi::openapi;

@@ -458,27 +458,11 @@ fn list_all_datasources(store: &Store) -> Result<Vec<DataSource>, authcfg_store:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::open_store;
 
-    use authcfg_model::{AuthConfig, AuthMethod, Credentials, GrantType, SecretString};
-    use authcfg_store::{Argon2Params, MasterKey, StoreOptions};
+    use authcfg_model::{AuthConfig, AuthMethod, Credentials, GrantType};
 
     use crate::token_url::HostPattern;
-
-    /// Opens a fresh store in a temporary directory, with cheap Argon2 parameters.
-    fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            argon2: Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..StoreOptions::default()
-        };
-        let key = MasterKey::Passphrase(SecretString::new("provisioning test passphrase"));
-        let store = Store::open(&dir.path().join("authcfg.db"), &key, &options).unwrap();
-        (dir, store)
-    }
 
     fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
         let path = dir.path().join("provisioning.toml");
