@@ -31,9 +31,9 @@ pub(crate) struct FuzzOptions {
 /// Runs schemathesis against `authcfg` and fails on any failed check, or when
 /// it generated fewer than [`MIN_CASES`] test cases.
 ///
-/// A run whose only problems are schemathesis' own internal errors, which it
-/// reports as "Runtime Error" and which no response of authcfg causes, is
-/// repeated once; the details of the first run are printed either way.
+/// A run whose only problems are schemathesis' own internal errors is
+/// repeated once. schemathesis reports them as "Runtime Error", and no
+/// response of authcfg causes them. The first run's details are printed.
 pub(crate) fn run(
     schemathesis: &Path,
     authcfg: &Authcfg,
@@ -59,7 +59,7 @@ pub(crate) fn run(
 struct Failure {
     /// True when the run reported errors of schemathesis itself and nothing else.
     internal_only: bool,
-    /// What went wrong, with the errors and the summary of the log.
+    /// The error, with the failures, the errors and the summary of the log.
     error: anyhow::Error,
 }
 
@@ -105,7 +105,7 @@ fn run_once(
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     if let Err(error) = result {
         // The sections come first and the summary last, so that the end of
-        // the output says what failed and why.
+        // the output shows what failed and why.
         let mut report = String::new();
         for title in ["FAILURES", "ERRORS"] {
             if let Some(section) = section(&text, title, 80) {
