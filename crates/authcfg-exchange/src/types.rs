@@ -80,7 +80,13 @@ impl Authorization {
     /// Returns the whole header value, such as `Bearer eyJ...` or
     /// `Basic YXBp...`, in a new string.
     pub fn header_value(&self) -> SecretString {
-        SecretString::new(self.to_string_exposed())
+        let scheme = self.token_type();
+        let token = self.token.token.expose_secret();
+        let mut value = String::with_capacity(scheme.len() + 1 + token.len());
+        value.push_str(scheme);
+        value.push(' ');
+        value.push_str(token);
+        SecretString::new(value)
     }
 
     /// Returns when the token stops being used, after the safety margin.
@@ -98,16 +104,6 @@ impl Authorization {
     /// Returns the scope the token endpoint granted, when it returned one.
     pub fn scope(&self) -> Option<&str> {
         self.token.scope.as_deref()
-    }
-
-    fn to_string_exposed(&self) -> String {
-        let token = self.token.token.expose_secret();
-        let scheme = self.token_type();
-        let mut value = String::with_capacity(scheme.len() + 1 + token.len());
-        value.push_str(scheme);
-        value.push(' ');
-        value.push_str(token);
-        value
     }
 }
 

@@ -145,8 +145,9 @@ impl IssuedCounters {
         (events, total)
     }
 
-    /// Returns true when at least one (API token, data source) pair is held.
-    fn holds_pairs(&self) -> bool {
+    /// Returns true when the counters contain at least one (API token, data
+    /// source) pair.
+    fn has_pairs(&self) -> bool {
         !self
             .counts
             .read()
@@ -304,14 +305,14 @@ async fn run_writer(
     loop {
         // Pairs stay until a pass finds them idle, so without traffic one
         // more pass comes after PRUNE_AFTER to drop them.
-        let holds_pairs = issued.holds_pairs();
+        let has_pairs = issued.has_pairs();
         let first = tokio::select! {
             message = receiver.recv() => match message {
                 Some(message) => Some(message),
                 None => break,
             },
             () = issued.wake.notified() => None,
-            () = tokio::time::sleep(PRUNE_AFTER), if holds_pairs => None,
+            () = tokio::time::sleep(PRUNE_AFTER), if has_pairs => None,
         };
 
         let mut events = Vec::new();

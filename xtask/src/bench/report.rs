@@ -265,7 +265,7 @@ fn render(results: &Results) -> String {
     );
     let cache = &results.measured.cache;
     let cached_figure = format!("resident memory with {} cached tokens (MB)", cache.tokens);
-    // The target is the memory of a server that holds the tokens, read after
+    // The target is the memory of a server that keeps the tokens, read after
     // the fill's own short-lived allocations are returned.
     let cached_rss = megabytes(cache.rss_settled);
     // The target applies to a run that asked for 100 000 tokens, even when a

@@ -244,8 +244,8 @@ fn token_hosts_limit_where_token_requests_go() {
 
     // A stored data source that predates the list gets a 409 that names the
     // host, the setting and the fix, and the same from the diagnostics route.
-    let refused = server.authorize("elsewhere");
-    let problem = assert_problem(&refused, 409);
+    let rejected = server.authorize("elsewhere");
+    let problem = assert_problem(&rejected, 409);
     let detail = problem["detail"].as_str().unwrap_or_default();
     for expected in [
         "\"login.example.com\"",
@@ -261,13 +261,13 @@ fn token_hosts_limit_where_token_requests_go() {
 
     // A consumer learns whom to ask, not the server's settings.
     let consumer = server.consumer_token(&["elsewhere"]);
-    let refused = server.call(
+    let rejected = server.call(
         "POST",
         "/v1/datasources/elsewhere/authorization",
         Some(&consumer),
         Some(&json!({})),
     );
-    let problem = assert_problem(&refused, 409);
+    let problem = assert_problem(&rejected, 409);
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("ask an administrator"), "{detail:?}");
     assert!(!detail.contains("login.example.com"), "{detail:?}");
@@ -283,11 +283,11 @@ fn token_hosts_limit_where_token_requests_go() {
     assert!(stderr.contains("token_hosts does not list"), "{stderr}");
 
     // New and changed token URLs must name a listed host.
-    let refused = server.post(
+    let rejected = server.post(
         "/v1/datasources",
         &bearer_datasource("other", "https://login.example.com/oauth/token"),
     );
-    let problem = assert_validation_problem(&refused, "/auth/token_url");
+    let problem = assert_validation_problem(&rejected, "/auth/token_url");
     assert!(problem.to_string().contains("token_hosts"), "{problem}");
     assert_eq!(server.get("/v1/datasources/other").status, 404);
     let created = server.post(
