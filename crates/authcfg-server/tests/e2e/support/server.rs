@@ -420,8 +420,9 @@ impl Server {
     /// retrying with another port when the chosen one was taken meanwhile.
     fn spawn(&mut self) {
         for _attempt in 0..3 {
+            let listening_before = self.listening_lines();
             let mut child = self.launch();
-            if self.wait_until_healthy(&mut child) {
+            if self.wait_until_healthy(&mut child, listening_before) {
                 self.child = Some(child);
                 self.admin_token = self.read_admin_token();
                 return;
@@ -523,7 +524,15 @@ impl Server {
     }
 
     /// Polls `/healthz`; returns false when the process exited first.
-    fn wait_until_healthy(&self, child: &mut Child) -> bool {
+    /// Returns how many times the log says that a server started listening.
+    fn listening_lines(&self) -> usize {
+        self.log().matches(LISTENING).count()
+    }
+
+    /// Waits until this child answers `/healthz`. Another test's server can
+    /// hold the port that `free_port` returned, so a healthy answer counts
+    /// only once this child has logged that it listens.
+    fn wait_until_healthy(&self, child: &mut Child, listening_before: usize) -> bool {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -534,8 +543,9 @@ impl Server {
                 );
                 return false;
             }
+            let listening = self.listening_lines() > listening_before;
             if let Ok(response) = self.client.get(format!("{}/healthz", self.base_url)).send() {
-                if response.status().is_success() {
+                if listening && response.status().is_success() {
                     return true;
                 }
             }
@@ -566,6 +576,9 @@ impl Drop for Server {
 }
 
 /// Returns a port that was free a moment ago.
+/// The message that `authcfg serve` logs once it has bound its address.
+const LISTENING: &str = "authcfg is listening";
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
