@@ -39,12 +39,12 @@ pub(crate) fn basic_token(credentials: &Credentials) -> Result<CachedToken, Erro
             &credentials.client_id,
             credentials.client_secret.expose_secret(),
         ),
-        scheme: Scheme::Basic,
-        scope: None,
-        lifetime_assumed: false,
         valid_until: None,
-        refresh_from: None,
         expires_at: None,
+        scope: None,
+        refresh_lead_ms: 0,
+        scheme: Scheme::Basic,
+        lifetime_assumed: false,
         cacheable: true,
     })
 }

@@ -119,24 +119,56 @@ impl Scheme {
     }
 }
 
+/// A granted scope, shared by the tokens that were granted the same one.
+///
+/// A thin pointer, so that a [`CachedToken`] fits 64 bytes.
+pub(crate) type SharedScope = Arc<Box<str>>;
+
+/// A shared scope in the set of [`Cache::share_scope`], looked up by its text.
+struct ScopeKey(SharedScope);
+
+impl PartialEq for ScopeKey {
+    fn eq(&self, other: &Self) -> bool {
+        **self.0 == **other.0
+    }
+}
+
+impl Eq for ScopeKey {}
+
+impl std::hash::Hash for ScopeKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Hashes as the `str`, which `Borrow` requires.
+        (**self.0).hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ScopeKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A cached header value with its validity. Every [`Authorization`] handed
 /// out shares it, so that a cache hit copies no secret.
 ///
 /// The header value is kept without its scheme, so that a token of a common
-/// length such as 1024 bytes fills an allocation of that size exactly.
+/// length such as 1024 bytes fills an allocation of that size exactly. The
+/// rest fits 64 bytes (a test checks it), because a server keeps one per
+/// data source.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
     /// The part of the header value after the scheme and a space: the access
     /// token, or the Base64 user-id and password.
     pub(crate) token: SecretString,
-    pub(crate) scheme: Scheme,
-    pub(crate) scope: Option<Box<str>>,
-    pub(crate) lifetime_assumed: bool,
     /// The last instant the token is handed out; `None` never expires (Basic).
     pub(crate) valid_until: Option<Instant>,
-    /// From this instant on, one caller refreshes the token ahead of expiry.
-    pub(crate) refresh_from: Option<Instant>,
     pub(crate) expires_at: Option<OffsetDateTime>,
+    pub(crate) scope: Option<SharedScope>,
+    /// How long before `valid_until` one caller starts refreshing the token,
+    /// in milliseconds.
+    pub(crate) refresh_lead_ms: u32,
+    pub(crate) scheme: Scheme,
+    pub(crate) lifetime_assumed: bool,
     /// False for a token that is used once and never cached (`expires_in` 0).
     pub(crate) cacheable: bool,
 }
@@ -154,7 +186,11 @@ impl CachedToken {
 
     /// Returns true once the token should be refreshed ahead of expiry.
     pub(crate) fn wants_refresh(&self, now: Instant) -> bool {
-        self.refresh_from.is_some_and(|from| now >= from)
+        self.valid_until.is_some_and(|until| {
+            until
+                .checked_sub(Duration::from_millis(u64::from(self.refresh_lead_ms)))
+                .is_none_or(|from| now >= from)
+        })
     }
 
     pub(crate) fn to_authorization(self: &Arc<Self>) -> Authorization {
@@ -175,18 +211,58 @@ pub(crate) struct Flight {
 pub(crate) struct Backoff {
     pub(crate) until: Instant,
     pub(crate) cause: Error,
+    /// Failed token requests in a row, for the exponential back-off.
+    pub(crate) failures: u32,
 }
 
 /// The mutable state of one slot.
 #[derive(Default)]
 pub(crate) struct SlotState {
     pub(crate) token: Option<Arc<CachedToken>>,
-    /// Boxed, because it exists only during a token request.
-    pub(crate) flight: Option<Box<Flight>>,
-    /// Boxed, because it is rare and a slot exists for every data source.
-    pub(crate) backoff: Option<Box<Backoff>>,
-    /// Failed token requests in a row, for the exponential back-off.
-    pub(crate) failures: u32,
+    /// The flight and the back-off, boxed together: both are rare, and a
+    /// slot exists for every data source. `None` when both are.
+    rare: Option<Box<RareState>>,
+}
+
+/// The parts of a slot's state that exist only around token requests.
+#[derive(Default)]
+struct RareState {
+    flight: Option<Flight>,
+    backoff: Option<Backoff>,
+}
+
+impl SlotState {
+    /// Returns the token request in progress.
+    pub(crate) fn flight(&self) -> Option<&Flight> {
+        self.rare.as_ref()?.flight.as_ref()
+    }
+
+    /// Returns the back-off after the last failures, which may have ended.
+    pub(crate) fn backoff(&self) -> Option<&Backoff> {
+        self.rare.as_ref()?.backoff.as_ref()
+    }
+
+    /// Returns the number of failed token requests in a row.
+    pub(crate) fn failures(&self) -> u32 {
+        self.backoff().map_or(0, |backoff| backoff.failures)
+    }
+
+    pub(crate) fn set_flight(&mut self, flight: Option<Flight>) {
+        self.update_rare(|rare| rare.flight = flight);
+    }
+
+    pub(crate) fn set_backoff(&mut self, backoff: Option<Backoff>) {
+        self.update_rare(|rare| rare.backoff = backoff);
+    }
+
+    /// Changes the rare state, and frees its box when nothing is left in it.
+    fn update_rare(&mut self, change: impl FnOnce(&mut RareState)) {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        change(rare);
+        if rare.flight.is_none() && rare.backoff.is_none() {
+            self.rare = None;
+        }
+    }
 }
 
 /// The cache entry of one data source.
@@ -243,6 +319,9 @@ pub(crate) struct Cache {
     /// One copy of each distinct config that a slot uses. Locked after
     /// `slots`, never before.
     configs: Mutex<HashSet<Arc<ConfigKey>>>,
+    /// One copy of each distinct granted scope. Never locked together with
+    /// another lock.
+    scopes: Mutex<HashSet<ScopeKey>>,
     next_flight: AtomicU64,
 }
 
@@ -336,6 +415,27 @@ impl Cache {
         key
     }
 
+    /// Returns the shared copy of a granted scope, adding it when it is new.
+    /// When the set holds more than twice as many scopes as there are slots,
+    /// the scopes no token uses any more are dropped first.
+    pub(crate) fn share_scope(&self, scope: &str) -> SharedScope {
+        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = scopes.get(scope) {
+            return Arc::clone(&shared.0);
+        }
+        let slots = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if scopes.len() > 2 * slots + 16 {
+            scopes.retain(|shared| Arc::strong_count(&shared.0) > 1);
+        }
+        let shared: SharedScope = Arc::new(Box::from(scope));
+        scopes.insert(ScopeKey(Arc::clone(&shared)));
+        shared
+    }
+
     /// Drops the slot of `datasource`. A flight in progress still reports to
     /// its callers, but its result is not cached.
     pub(crate) fn remove(&self, datasource: DataSourceId) {
@@ -347,7 +447,7 @@ impl Cache {
     pub(crate) fn start_flight(&self, slot: &Arc<Slot>, state: &mut SlotState) -> FlightGuard {
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
-        state.flight = Some(Box::new(Flight { id, receiver }));
+        state.set_flight(Some(Flight { id, receiver }));
         FlightGuard {
             slot: Arc::clone(slot),
             id,
@@ -358,7 +458,7 @@ impl Cache {
 
 /// Returns a receiver of the flight in progress on `state`, if any.
 pub(crate) fn join_flight(state: &SlotState) -> Option<watch::Receiver<Option<FlightResult>>> {
-    state.flight.as_ref().map(|flight| flight.receiver.clone())
+    state.flight().map(|flight| flight.receiver.clone())
 }
 
 /// Waits for a flight's result. `None` means its leader was cancelled before
@@ -397,8 +497,8 @@ impl FlightGuard {
     }
 
     fn clear(state: &mut SlotState, id: u64) {
-        if state.flight.as_ref().is_some_and(|flight| flight.id == id) {
-            state.flight = None;
+        if state.flight().is_some_and(|flight| flight.id == id) {
+            state.set_flight(None);
         }
     }
 }
@@ -508,6 +608,82 @@ mod tests {
         let newer_request = cache.slot(id, &auth(None), "demo", 6);
         assert!(Arc::ptr_eq(&newer, &older_request));
         assert!(!Arc::ptr_eq(&newer, &newer_request));
+    }
+
+    #[test]
+    fn per_data_source_records_stay_small() {
+        // With the allocation's reference counts, each takes one 80-byte
+        // size class of the allocator; a server keeps both for every data
+        // source with a cached token.
+        assert!(std::mem::size_of::<CachedToken>() <= 64);
+        assert!(std::mem::size_of::<Slot>() <= 64);
+    }
+
+    #[test]
+    fn rare_state_is_freed_when_empty() {
+        let cache = Cache::default();
+        let slot = cache.slot(DataSourceId(uuid_from(9)), &auth(None), "demo", 1);
+        let mut state = slot.lock();
+        let guard = cache.start_flight(&slot, &mut state);
+        assert!(state.flight().is_some());
+        state.set_backoff(Some(Backoff {
+            until: Instant::now(),
+            cause: timeout(),
+            failures: 2,
+        }));
+        assert_eq!(state.failures(), 2);
+        guard.finish(&mut state, Err(timeout()));
+        assert!(state.flight().is_none());
+        assert!(state.rare.is_some(), "the back-off remains");
+        state.set_backoff(None);
+        assert_eq!(state.failures(), 0);
+        assert!(state.rare.is_none());
+    }
+
+    #[test]
+    fn equal_scopes_share_one_copy_and_unused_ones_are_dropped() {
+        let cache = Cache::default();
+        let first = cache.share_scope("read write");
+        let second = cache.share_scope("read write");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(&**first, "read write");
+
+        // With no slot, the set keeps at most 16 unused scopes before it
+        // drops them.
+        drop((first, second));
+        for index in 0..40 {
+            drop(cache.share_scope(&format!("scope-{index}")));
+        }
+        let held = cache.scopes.lock().unwrap().len();
+        assert!(held <= 18, "{held} scopes held");
+    }
+
+    #[test]
+    fn refresh_starts_the_lead_before_the_end() {
+        let now = Instant::now();
+        let token = CachedToken {
+            token: SecretString::new("t"),
+            valid_until: Some(now + Duration::from_secs(100)),
+            expires_at: None,
+            scope: None,
+            refresh_lead_ms: 30_000,
+            scheme: Scheme::Bearer,
+            lifetime_assumed: false,
+            cacheable: true,
+        };
+        assert!(!token.wants_refresh(now + Duration::from_secs(69)));
+        assert!(token.wants_refresh(now + Duration::from_secs(70)));
+        let basic = CachedToken {
+            valid_until: None,
+            ..token
+        };
+        assert!(!basic.wants_refresh(now + Duration::from_secs(1_000_000)));
+    }
+
+    fn timeout() -> Error {
+        Error::Timeout {
+            after: Duration::from_secs(1),
+        }
     }
 
     fn uuid_from(value: u128) -> uuid::Uuid {

@@ -77,10 +77,7 @@ fn usable_token<'a>(
 
 /// Returns the back-off of the slot if it has not ended at `now`.
 fn active_backoff(state: &SlotState, now: Instant) -> Option<&Backoff> {
-    state
-        .backoff
-        .as_deref()
-        .filter(|backoff| backoff.until > now)
+    state.backoff().filter(|backoff| backoff.until > now)
 }
 
 /// Returns the token to serve at once, if any. That is a usable token that
@@ -92,7 +89,7 @@ fn ready_token(
     request: &AuthorizeRequest<'_>,
 ) -> Option<Arc<CachedToken>> {
     let token = usable_token(state, now, request)?;
-    let busy = state.flight.is_some() || active_backoff(state, now).is_some();
+    let busy = state.flight().is_some() || active_backoff(state, now).is_some();
     (busy || !token.wants_refresh(now)).then(|| Arc::clone(token))
 }
 
@@ -319,8 +316,7 @@ impl Exchange {
             let mut state = slot.lock();
             match &result {
                 Ok(fetched) => {
-                    state.failures = 0;
-                    state.backoff = None;
+                    state.set_backoff(None);
                     if fetched.token.cacheable {
                         if fetched.key == slot.key {
                             state.token = Some(Arc::clone(&fetched.token));
@@ -333,17 +329,18 @@ impl Exchange {
                     }
                 }
                 Err(error) if backs_off(error) => {
-                    state.failures = state.failures.saturating_add(1);
-                    let delay = self.backoff_delay(state.failures, error.retry_after());
-                    state.backoff = Some(Box::new(Backoff {
+                    let failures = state.failures().saturating_add(1);
+                    let delay = self.backoff_delay(failures, error.retry_after());
+                    state.set_backoff(Some(Backoff {
                         until: now + delay,
                         cause: error.clone(),
+                        failures,
                     }));
                     tracing::warn!(
                         datasource = %request.datasource,
                         error = %error,
                         kind = error.kind(),
-                        failures = state.failures,
+                        failures,
                         backoff_ms = delay.as_millis(),
                         "token request failed; backing off"
                     );
@@ -633,14 +630,20 @@ impl Exchange {
         let refresh_lead = config.refresh_margin.max(lifetime / 4);
         let usable = lifetime - skew;
 
+        // The refresh starts `refresh_lead` before the end of the lifetime,
+        // which is `refresh_lead - skew` before the end of its usable part.
+        let lead_before_usable_end = refresh_lead.saturating_sub(skew);
         CachedToken {
             token: SecretString::new(parsed.access_token.expose_secret()),
-            scheme: Scheme::Bearer,
-            scope: parsed.scope.as_deref().map(Box::from),
-            lifetime_assumed,
             valid_until: Some(received + usable),
-            refresh_from: Some(received + lifetime.saturating_sub(refresh_lead)),
             expires_at: Some(received_wall + usable),
+            scope: parsed
+                .scope
+                .as_deref()
+                .map(|scope| self.inner.cache.share_scope(scope)),
+            refresh_lead_ms: u32::try_from(lead_before_usable_end.as_millis()).unwrap_or(u32::MAX),
+            scheme: Scheme::Bearer,
+            lifetime_assumed,
             cacheable: !lifetime.is_zero(),
         }
     }
@@ -712,7 +715,7 @@ impl Exchange {
         match result {
             Ok(token) => {
                 diagnostics.ok = true;
-                diagnostics.scope = token.scope.as_deref().map(str::to_owned);
+                diagnostics.scope = token.scope.as_deref().map(|scope| String::from(&**scope));
                 diagnostics.token_type = Some(token.scheme.as_str().to_owned());
                 diagnostics.lifetime_assumed = token.lifetime_assumed;
             }

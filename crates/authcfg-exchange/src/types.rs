@@ -103,7 +103,7 @@ impl Authorization {
 
     /// Returns the scope the token endpoint granted, when it returned one.
     pub fn scope(&self) -> Option<&str> {
-        self.token.scope.as_deref()
+        self.token.scope.as_deref().map(|scope| &**scope)
     }
 }
 

@@ -14,12 +14,25 @@ use crate::error::{quote, Collector};
 use crate::{AuthConfig, AuthMethod, GrantType, ValidationErrors};
 
 /// A secret string: a client secret, password, refresh or access token.
-pub struct SecretString(String);
+///
+/// The value is kept in an allocation of its exact length, two words wide,
+/// because a server caches one access token per data source.
+pub struct SecretString(Box<str>);
 
 impl SecretString {
     /// Wraps a secret value.
+    ///
+    /// A `String` with spare capacity is copied into an allocation of its
+    /// length, and the original is zeroed, so that no copy of the secret is
+    /// left behind in freed memory.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let mut value = value.into();
+        if value.len() == value.capacity() {
+            return Self(value.into_boxed_str());
+        }
+        let exact = Box::from(value.as_str());
+        value.zeroize();
+        Self(exact)
     }
 
     /// Returns the secret value.
@@ -66,19 +79,19 @@ impl fmt::Display for SecretString {
 
 impl From<String> for SecretString {
     fn from(value: String) -> Self {
-        Self(value)
+        Self::new(value)
     }
 }
 
 impl From<&str> for SecretString {
     fn from(value: &str) -> Self {
-        Self(value.to_owned())
+        Self(Box::from(value))
     }
 }
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self)
+        String::deserialize(deserializer).map(Self::new)
     }
 }
 

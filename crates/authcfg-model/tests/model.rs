@@ -633,6 +633,25 @@ fn secret_string_is_redacted() {
     assert_eq!(secret.duplicate().expose_secret(), "hunter2");
 }
 
+#[test]
+fn secret_string_keeps_the_value_in_two_words() {
+    // A server caches one access token per data source in this type.
+    assert_eq!(
+        std::mem::size_of::<SecretString>(),
+        2 * std::mem::size_of::<usize>()
+    );
+
+    let mut spare = String::with_capacity(64);
+    spare.push_str("s3cret");
+    let secret = SecretString::new(spare);
+    assert_eq!(secret.expose_secret(), "s3cret");
+    assert_eq!(
+        SecretString::from(String::from("exact")).expose_secret(),
+        "exact"
+    );
+    assert!(SecretString::new("").is_empty());
+}
+
 fn scope_token() -> impl Strategy<Value = String> {
     "[!#-\\[\\]-~]{1,12}"
 }

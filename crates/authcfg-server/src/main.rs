@@ -16,3 +16,12 @@ fn main() -> std::process::ExitCode {
     let _ = tikv_jemalloc_ctl::background_thread::write(true);
     authcfg_server::cli::main()
 }
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` compiles the allocator options in.
+    #[test]
+    fn allocator_options_are_compiled_in() {
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().ok(), Some(1));
+    }
+}
