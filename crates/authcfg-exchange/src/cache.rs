@@ -641,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn equal_scopes_share_one_copy_and_unused_ones_are_dropped() {
+    fn scopes_are_shared_then_pruned() {
         let cache = Cache::default();
         let first = cache.share_scope("read write");
         let second = cache.share_scope("read write");
@@ -654,12 +654,12 @@ mod tests {
         for index in 0..40 {
             drop(cache.share_scope(&format!("scope-{index}")));
         }
-        let held = cache.scopes.lock().unwrap().len();
-        assert!(held <= 18, "{held} scopes held");
+        let scope_count = cache.scopes.lock().unwrap().len();
+        assert!(scope_count <= 18, "{scope_count} scopes kept");
     }
 
     #[test]
-    fn refresh_starts_the_lead_before_the_end() {
+    fn refresh_starts_lead_before_end() {
         let now = Instant::now();
         let token = CachedToken {
             token: SecretString::new("t"),

@@ -634,7 +634,7 @@ fn secret_string_is_redacted() {
 }
 
 #[test]
-fn secret_string_keeps_the_value_in_two_words() {
+fn secret_string_is_two_words() {
     // A server caches one access token per data source in this type.
     assert_eq!(
         std::mem::size_of::<SecretString>(),

@@ -384,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn reload_ignores_changes_that_do_not_shape_a_token() {
+    fn reload_ignores_description_change() {
         let snapshot = Snapshot::default();
         snapshot.upsert(datasource("a", 1), None);
         let described = DataSource {
