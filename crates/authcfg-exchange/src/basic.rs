@@ -42,7 +42,7 @@ pub(crate) fn basic_token(credentials: &Credentials) -> Result<CachedToken, Erro
         valid_until: None,
         expires_at: None,
         scope: None,
-        refresh_lead_ms: 0,
+        refresh_lead_secs: 0,
         scheme: Scheme::Basic,
         lifetime_assumed: false,
         cacheable: true,

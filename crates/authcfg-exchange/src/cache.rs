@@ -165,8 +165,8 @@ pub(crate) struct CachedToken {
     pub(crate) expires_at: Option<OffsetDateTime>,
     pub(crate) scope: Option<SharedScope>,
     /// How long before `valid_until` one caller starts refreshing the token,
-    /// in milliseconds.
-    pub(crate) refresh_lead_ms: u32,
+    /// in whole seconds, rounded up (see [`CachedToken::lead_secs`]).
+    pub(crate) refresh_lead_secs: u32,
     pub(crate) scheme: Scheme,
     pub(crate) lifetime_assumed: bool,
     /// False for a token that is used once and never cached (`expires_in` 0).
@@ -188,9 +188,19 @@ impl CachedToken {
     pub(crate) fn wants_refresh(&self, now: Instant) -> bool {
         self.valid_until.is_some_and(|until| {
             until
-                .checked_sub(Duration::from_millis(u64::from(self.refresh_lead_ms)))
+                .checked_sub(Duration::from_secs(u64::from(self.refresh_lead_secs)))
                 .is_none_or(|from| now >= from)
         })
+    }
+
+    /// Converts a refresh lead into whole seconds, rounded up, so that the
+    /// refresh starts at most a second early and never late. A `u32` covers
+    /// 136 years, far beyond the longest lifetime the exchange accepts.
+    pub(crate) fn lead_secs(lead: Duration) -> u32 {
+        let secs = lead
+            .as_secs()
+            .saturating_add(u64::from(lead.subsec_nanos() > 0));
+        u32::try_from(secs).unwrap_or(u32::MAX)
     }
 
     pub(crate) fn to_authorization(self: &Arc<Self>) -> Authorization {
@@ -319,8 +329,8 @@ pub(crate) struct Cache {
     /// One copy of each distinct config that a slot uses. Locked after
     /// `slots`, never before.
     configs: Mutex<HashSet<Arc<ConfigKey>>>,
-    /// One copy of each distinct granted scope. Never locked together with
-    /// another lock.
+    /// One copy of each distinct granted scope. Held while no other lock
+    /// of the cache is.
     scopes: Mutex<HashSet<ScopeKey>>,
     next_flight: AtomicU64,
 }
@@ -416,18 +426,24 @@ impl Cache {
     }
 
     /// Returns the shared copy of a granted scope, adding it when it is new.
-    /// When the set holds more than twice as many scopes as there are slots,
-    /// the scopes no token uses any more are dropped first.
+    /// When the set holds more than `2 × slots + 16` scopes, the scopes no
+    /// token uses any more are dropped first.
+    ///
+    /// NOTE: a scope that only one token has costs a shared allocation and a
+    /// set entry, about 40 bytes more than a copy of its own would. Sharing
+    /// pays off where data sources are granted the same scopes.
     pub(crate) fn share_scope(&self, scope: &str) -> SharedScope {
-        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(shared) = scopes.get(scope) {
-            return Arc::clone(&shared.0);
-        }
+        // Read before `scopes` is locked, so that no two cache locks are
+        // ever held together.
         let slots = self
             .slots
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
+        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = scopes.get(scope) {
+            return Arc::clone(&shared.0);
+        }
         if scopes.len() > 2 * slots + 16 {
             scopes.retain(|shared| Arc::strong_count(&shared.0) > 1);
         }
@@ -648,8 +664,8 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(&**first, "read write");
 
-        // With no slot, the set keeps at most 16 unused scopes before it
-        // drops them.
+        // With no slot, the set drops its unused scopes once it holds more
+        // than 16, and then adds the new one.
         drop((first, second));
         for index in 0..40 {
             drop(cache.share_scope(&format!("scope-{index}")));
@@ -666,7 +682,7 @@ mod tests {
             valid_until: Some(now + Duration::from_secs(100)),
             expires_at: None,
             scope: None,
-            refresh_lead_ms: 30_000,
+            refresh_lead_secs: 30,
             scheme: Scheme::Bearer,
             lifetime_assumed: false,
             cacheable: true,
@@ -678,6 +694,18 @@ mod tests {
             ..token
         };
         assert!(!basic.wants_refresh(now + Duration::from_secs(1_000_000)));
+    }
+
+    #[test]
+    fn lead_rounds_up_to_seconds() {
+        assert_eq!(CachedToken::lead_secs(Duration::ZERO), 0);
+        assert_eq!(CachedToken::lead_secs(Duration::from_millis(1)), 1);
+        assert_eq!(CachedToken::lead_secs(Duration::from_secs(90)), 90);
+        // A quarter of a 366-day lifetime, which milliseconds in a u32
+        // could not hold.
+        let quarter_year = Duration::from_secs(366 * 86_400 / 4);
+        assert_eq!(CachedToken::lead_secs(quarter_year), 7_905_600);
+        assert_eq!(CachedToken::lead_secs(Duration::MAX), u32::MAX);
     }
 
     fn timeout() -> Error {

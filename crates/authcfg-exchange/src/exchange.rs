@@ -641,7 +641,7 @@ impl Exchange {
                 .scope
                 .as_deref()
                 .map(|scope| self.inner.cache.share_scope(scope)),
-            refresh_lead_ms: u32::try_from(lead_before_usable_end.as_millis()).unwrap_or(u32::MAX),
+            refresh_lead_secs: CachedToken::lead_secs(lead_before_usable_end),
             scheme: Scheme::Bearer,
             lifetime_assumed,
             cacheable: !lifetime.is_zero(),

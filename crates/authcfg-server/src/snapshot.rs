@@ -388,7 +388,7 @@ mod tests {
         let snapshot = Snapshot::default();
         snapshot.upsert(datasource("a", 1), None);
         let described = DataSource {
-            description: Some("renamed in the console".to_owned()),
+            description: Some("a new description".to_owned()),
             version: 2,
             ..datasource("a", 1)
         };
@@ -399,6 +399,33 @@ mod tests {
             .replace_if_unchanged(snapshot.generation(), reloaded)
             .unwrap();
         assert!(changed.is_empty());
+    }
+
+    #[test]
+    fn reload_reports_credentials_change() {
+        let snapshot = Snapshot::default();
+        let first = EntryCredentials {
+            client_id: "client".into(),
+            version: 1,
+        };
+        snapshot
+            .entries
+            .write()
+            .unwrap()
+            .insert(datasource("a", 1), Some(first.clone()));
+
+        let mut reloaded = Entries::default();
+        reloaded.insert(
+            datasource("a", 1),
+            Some(EntryCredentials {
+                version: 2,
+                ..first
+            }),
+        );
+        let changed = snapshot
+            .replace_if_unchanged(snapshot.generation(), reloaded)
+            .unwrap();
+        assert_eq!(changed, vec![datasource("a", 1).id]);
     }
 
     #[test]
