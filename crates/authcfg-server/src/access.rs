@@ -6,6 +6,12 @@
 //! random 256-bit values, so an unsalted fast hash is enough: there is nothing
 //! to guess. Last-used times are kept in atomics and written to the store in
 //! batches by the background refresher.
+//!
+//! The index is a copy: a token that the command line creates while `serve`
+//! runs is in the store before it is in the index. A request whose token is
+//! not in the index therefore requests an early pass of the refresher and
+//! waits for it, at most two seconds, before it gets 401. Such passes run at
+//! most ten times a second, so unknown tokens cost the store little.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
@@ -16,6 +22,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use authcfg_model::{ApiTokenInfo, Role};
+use futures_util::future::{Either, LocalBoxFuture};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -184,25 +191,78 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(authenticate(request))
+        match authenticate(request) {
+            Err(Unknown::Token) => {
+                let request = request.clone();
+                Either::Right(Box::pin(async move {
+                    authenticate_after_recheck(&request).await
+                }))
+            }
+            result => Either::Left(ready(result.map_err(ApiError::from))),
+        }
     }
 }
 
-pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, ApiError> {
+/// Authenticates `request`, and when its API token is not in the index,
+/// waits for the refresher to look for new tokens and tries once more. A token
+/// that the command line created a moment ago then works at once.
+///
+/// # Errors
+///
+/// Returns 401 when the header is missing or malformed, or the token is
+/// unknown after the recheck.
+pub(crate) async fn authenticate_after_recheck(request: &HttpRequest) -> Result<Caller, ApiError> {
+    match authenticate(request) {
+        Err(Unknown::Token) => {
+            if let Some(state) = request.app_data::<web::Data<AppState>>() {
+                state.recheck_tokens().await;
+            }
+            authenticate(request).map_err(ApiError::from)
+        }
+        result => result.map_err(ApiError::from),
+    }
+}
+
+/// The reason [`authenticate`] found no caller.
+#[derive(Debug)]
+pub(crate) enum Unknown {
+    /// The request has no valid `Authorization` header, or the server has no
+    /// state. A recheck of the token index cannot help.
+    Request(ApiError),
+    /// The token is not in the index: invalid, revoked, or created by
+    /// another process since the index was loaded.
+    Token,
+}
+
+impl From<Unknown> for ApiError {
+    fn from(unknown: Unknown) -> Self {
+        match unknown {
+            Unknown::Request(error) => error,
+            Unknown::Token => ApiError::new(
+                ProblemKind::Unauthorized,
+                "the API token is invalid or revoked: create one with `authcfg api-token create`",
+            ),
+        }
+    }
+}
+
+/// Authenticates `request` against the token index, without waiting.
+pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, Unknown> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
-        return Err(ApiError::internal(
+        return Err(Unknown::Request(ApiError::internal(
             "the application state is not configured",
-        ));
+        )));
     };
 
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(
+        return Err(Unknown::Request(ApiError::new(
             ProblemKind::Unauthorized,
             "missing API token: send the header \"Authorization: Bearer <api token>\"",
-        ));
+        )));
     };
     let presented = value
         .to_str()
@@ -213,18 +273,15 @@ pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, ApiError> {
         })
         .filter(|token| !token.is_empty());
     let Some(presented) = presented else {
-        return Err(ApiError::new(
+        return Err(Unknown::Request(ApiError::new(
             ProblemKind::Unauthorized,
             "the Authorization header is not a Bearer token: send \"Authorization: Bearer <api token>\"",
-        ));
+        )));
     };
 
     match state.tokens.authenticate(presented) {
         Some(entry) => Ok(Caller { entry }),
-        None => Err(ApiError::new(
-            ProblemKind::Unauthorized,
-            "the API token is invalid or revoked: create one with `authcfg api-token create`",
-        )),
+        None => Err(Unknown::Token),
     }
 }
 

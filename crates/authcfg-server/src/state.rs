@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,15 @@ use crate::token_url::TokenUrlPolicy;
 
 /// How often the refresher checks the store's change counter.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest time between two passes of the refresher that requests with
+/// an unknown API token ask for, so that such requests cost the store at most
+/// ten extra reads of its change marker per second.
+const RECHECK_GAP: Duration = Duration::from_millis(100);
+
+/// How long a request with an unknown API token waits for the refresher's
+/// next pass before it is rejected.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often token last-used times are written to the store.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -48,6 +58,31 @@ pub struct AppState {
     loaded_change_counter: u64,
     /// The store's external change marker read before the first load.
     loaded_change_marker: u64,
+    /// Requests for an early pass of the refresher.
+    recheck: Recheck,
+}
+
+/// The refresher's passes, counted so that a request with an unknown API
+/// token can ask for a pass and wait until one that started after its request
+/// has reloaded the token index.
+#[derive(Debug)]
+struct Recheck {
+    /// Asks the refresher for a pass now, at most one per [`RECHECK_GAP`].
+    requested: tokio::sync::Notify,
+    /// The number of passes started.
+    started: AtomicU64,
+    /// The number of the last pass that finished with the token index.
+    tokens_checked: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Recheck {
+    fn default() -> Self {
+        Self {
+            requested: tokio::sync::Notify::new(),
+            started: AtomicU64::new(0),
+            tokens_checked: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 /// Persists refresh tokens that the provider rotated, and records the new
@@ -171,6 +206,7 @@ impl AppState {
             audit,
             loaded_change_counter,
             loaded_change_marker,
+            recheck: Recheck::default(),
         };
         Ok((state, writer))
     }
@@ -281,9 +317,17 @@ impl AppState {
         let mut last_touch = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval(REFRESH_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_pass = tokio::time::Instant::now();
 
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.recheck.requested.notified() => {
+                    tokio::time::sleep_until(last_pass + RECHECK_GAP).await;
+                }
+            }
+            last_pass = tokio::time::Instant::now();
+            let pass = self.recheck.started.fetch_add(1, Ordering::SeqCst) + 1;
 
             let marker = self.read_change_marker().await;
             if marker.is_none() || marker != marker_seen {
@@ -293,28 +337,44 @@ impl AppState {
 
             // The counter is read before the reloads, so that a change made
             // while they run moves it again and triggers the next reload.
-            if pending {
-                if let Some(counter) = self.read_change_counter().await {
-                    if tokens_seen != Some(counter) && self.reload_tokens().await {
-                        tokens_seen = Some(counter);
-                    }
-
-                    let now = tokio::time::Instant::now();
-                    if datasources_seen != Some(counter) && now >= next_datasource_reload {
-                        let started = std::time::Instant::now();
-                        if self.reload_datasources().await {
-                            datasources_seen = Some(counter);
-                        }
-                        next_datasource_reload = now + started.elapsed() * 4;
-                    }
-                    pending = tokens_seen != Some(counter) || datasources_seen != Some(counter);
+            if !pending {
+                self.recheck.tokens_checked.send_replace(pass);
+            } else if let Some(counter) = self.read_change_counter().await {
+                if tokens_seen != Some(counter) && self.reload_tokens().await {
+                    tokens_seen = Some(counter);
                 }
+                // Waiting requests go on now, because a data source reload may take long.
+                self.recheck.tokens_checked.send_replace(pass);
+
+                let now = tokio::time::Instant::now();
+                if datasources_seen != Some(counter) && now >= next_datasource_reload {
+                    let started = std::time::Instant::now();
+                    if self.reload_datasources().await {
+                        datasources_seen = Some(counter);
+                    }
+                    next_datasource_reload = now + started.elapsed() * 4;
+                }
+                pending = tokens_seen != Some(counter) || datasources_seen != Some(counter);
             }
 
             if last_touch.elapsed() >= TOUCH_INTERVAL {
                 last_touch = tokio::time::Instant::now();
                 self.touch_tokens().await;
             }
+        }
+    }
+
+    /// Waits until a pass of the refresher that starts after this call has
+    /// looked for new API tokens, or until [`RECHECK_TIMEOUT`]. A token
+    /// created by another process is then in the index, so that it works at
+    /// once rather than after the next regular pass.
+    pub async fn recheck_tokens(&self) {
+        let mut checked = self.recheck.tokens_checked.subscribe();
+        let pass = self.recheck.started.load(Ordering::SeqCst) + 1;
+        self.recheck.requested.notify_one();
+        let wait = checked.wait_for(|checked| *checked >= pass);
+        if tokio::time::timeout(RECHECK_TIMEOUT, wait).await.is_err() {
+            tracing::debug!("no pass of the refresher looked for new API tokens in time");
         }
     }
 

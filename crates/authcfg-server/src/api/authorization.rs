@@ -349,7 +349,7 @@ async fn authorize_in_full(
     request: &HttpRequest,
     body: &[u8],
 ) -> Result<HttpResponse, actix_web::Error> {
-    let caller = access::authenticate(request)?;
+    let caller = access::authenticate_after_recheck(request).await?;
     let name = web::Path::<String>::extract(request).await?.into_inner();
     if let Err(error) = caller.require_datasource(&name) {
         record_issue(state, &caller, &name, AuditOutcome::Denied, None, None);

@@ -163,6 +163,39 @@ fn recreated_datasource_gets_no_old_token() {
 }
 
 #[test]
+fn new_api_token_works_at_once() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+    server.put_credentials("crm-prod", "crm-user", "crm-password");
+
+    // Created by another process, so not yet in the server's token index.
+    let consumer = server.consumer_token(&["crm-prod"]);
+    let started = Instant::now();
+    let authorized = server.call(
+        "POST",
+        "/v1/datasources/crm-prod/authorization",
+        Some(&consumer),
+        Some(&json!({})),
+    );
+    assert_eq!(authorized.status, 200, "{}", authorized.body);
+    let read = server.call("GET", "/v1/datasources/crm-prod", Some(&consumer), None);
+    assert_eq!(read.status, 200, "{}", read.body);
+
+    let unknown = server.call(
+        "GET",
+        "/v1/datasources/crm-prod",
+        Some("acfg_unknown"),
+        None,
+    );
+    assert_problem(&unknown, 401);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the requests took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn revoked_token_is_rejected() {
     let server = Server::start();
     server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
