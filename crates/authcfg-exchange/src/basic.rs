@@ -4,7 +4,7 @@
 use authcfg_model::{Credentials, SecretString};
 use base64::Engine as _;
 
-use crate::cache::{CachedToken, Scheme};
+use crate::cache::{CachedToken, Deadline, Scheme, WallTime};
 use crate::Error;
 
 /// Builds `Basic base64(user-id ":" password)` per RFC 7617. An empty password
@@ -39,8 +39,8 @@ pub(crate) fn basic_token(credentials: &Credentials) -> Result<CachedToken, Erro
             &credentials.client_id,
             credentials.client_secret.expose_secret(),
         ),
-        valid_until: None,
-        expires_at: None,
+        valid_until: Deadline::NEVER,
+        expires_at: WallTime::NONE,
         scope: None,
         refresh_lead_secs: 0,
         scheme: Scheme::Basic,

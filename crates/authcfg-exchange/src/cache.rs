@@ -4,12 +4,13 @@
 //! A slot is found by data source id, then its [`CacheKey`] is compared with
 //! the request field by field without allocating. A slot whose key differs is
 //! replaced, so two configs that differ only in scope or audience never share a
-//! token. Locks are `std::sync` locks held only for a few field reads: no lock
-//! is held across an await.
+//! token. Locks are held only for a few field reads: no lock is held across
+//! an await.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use authcfg_model::{
@@ -80,7 +81,12 @@ impl ConfigKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CacheKey {
     config: Arc<ConfigKey>,
-    client_id: Box<str>,
+    /// A hash of the client id with a random key of this process, which
+    /// takes 8 bytes instead of an allocation per data source. The credentials
+    /// version changes with every change of the credentials, so the hash
+    /// only guards against a caller that reuses a version. Two client ids
+    /// have the same hash with a probability of about 2^-64.
+    client_id_hash: u64,
     credentials_version: u64,
 }
 
@@ -88,7 +94,7 @@ impl CacheKey {
     pub(crate) fn new(auth: &AuthConfig, client_id: &str, credentials_version: u64) -> Self {
         Self {
             config: Arc::new(ConfigKey::new(auth)),
-            client_id: client_id.into(),
+            client_id_hash: hash_client_id(client_id),
             credentials_version,
         }
     }
@@ -96,8 +102,14 @@ impl CacheKey {
     /// Compares the config part of the key with `auth` and `client_id`
     /// without allocating.
     fn matches_config(&self, auth: &AuthConfig, client_id: &str) -> bool {
-        &*self.client_id == client_id && self.config.matches(auth)
+        self.client_id_hash == hash_client_id(client_id) && self.config.matches(auth)
     }
+}
+
+/// Returns the hash of `client_id` under this process's random key (SipHash).
+fn hash_client_id(client_id: &str) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::new).hash_one(client_id)
 }
 
 /// The authentication scheme of a header value.
@@ -153,16 +165,18 @@ impl std::borrow::Borrow<str> for ScopeKey {
 ///
 /// The header value is kept without its scheme, so that a token of a common
 /// length such as 1024 bytes fills an allocation of that size exactly. The
-/// rest fits 64 bytes (a test checks it), because a server keeps one per
-/// data source.
+/// rest fits 48 bytes (a test checks it), because a server keeps one per
+/// data source: both instants take 8 bytes instead of 16.
 #[derive(Debug)]
 pub(crate) struct CachedToken {
     /// The part of the header value after the scheme and a space: the access
     /// token, or the Base64 user-id and password.
     pub(crate) token: SecretString,
-    /// The last instant the token is handed out; `None` never expires (Basic).
-    pub(crate) valid_until: Option<Instant>,
-    pub(crate) expires_at: Option<OffsetDateTime>,
+    /// The last instant the token is handed out; [`Deadline::NEVER`] for a
+    /// token that does not expire (Basic).
+    pub(crate) valid_until: Deadline,
+    /// The wall-clock time the token expires, for callers to see.
+    pub(crate) expires_at: WallTime,
     pub(crate) scope: Option<SharedScope>,
     /// How long before `valid_until` one caller starts refreshing the token,
     /// in whole seconds, rounded up (see [`CachedToken::lead_secs`]).
@@ -176,21 +190,26 @@ pub(crate) struct CachedToken {
 impl CachedToken {
     /// Returns true when the token is still valid for `min_valid_for` after `now`.
     pub(crate) fn valid_for(&self, now: Instant, min_valid_for: Duration) -> bool {
-        match self.valid_until {
-            None => true,
-            Some(until) => now
-                .checked_add(min_valid_for)
-                .is_some_and(|needed| needed < until),
+        if self.valid_until == Deadline::NEVER {
+            return true;
         }
+        now.checked_add(min_valid_for)
+            .is_some_and(|needed| Deadline::from_instant(needed) < self.valid_until)
     }
 
     /// Returns true once the token should be refreshed ahead of expiry.
     pub(crate) fn wants_refresh(&self, now: Instant) -> bool {
-        self.valid_until.is_some_and(|until| {
-            until
-                .checked_sub(Duration::from_secs(u64::from(self.refresh_lead_secs)))
-                .is_none_or(|from| now >= from)
-        })
+        if self.valid_until == Deadline::NEVER {
+            return false;
+        }
+        let lead_nanos = i64::from(self.refresh_lead_secs) * 1_000_000_000;
+        Deadline::from_instant(now).0 >= self.valid_until.0.saturating_sub(lead_nanos)
+    }
+
+    /// Returns the last instant the token is handed out, or `None` when it
+    /// does not expire.
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        self.valid_until.to_instant()
     }
 
     /// Converts a refresh lead into whole seconds, rounded up, so that the
@@ -205,6 +224,73 @@ impl CachedToken {
 
     pub(crate) fn to_authorization(self: &Arc<Self>) -> Authorization {
         Authorization::new(Arc::clone(self))
+    }
+}
+
+/// A monotonic instant in 8 bytes: signed nanoseconds from an instant of
+/// this process, which covers 292 years either side of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Deadline(i64);
+
+impl Deadline {
+    /// A deadline that never passes.
+    pub(crate) const NEVER: Deadline = Deadline(i64::MAX);
+
+    /// Returns the instant that deadlines count from: the first time one is made.
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    /// Converts `instant`, saturating 292 years from the epoch, so that a
+    /// later instant becomes [`Deadline::NEVER`].
+    pub(crate) fn from_instant(instant: Instant) -> Self {
+        let epoch = Self::epoch();
+        let saturate = |duration: Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+        match instant.checked_duration_since(epoch) {
+            Some(after) => Deadline(saturate(after)),
+            None => Deadline(-saturate(epoch.duration_since(instant))),
+        }
+    }
+
+    /// Converts back to an instant; `None` for [`Deadline::NEVER`].
+    pub(crate) fn to_instant(self) -> Option<Instant> {
+        if self == Deadline::NEVER {
+            return None;
+        }
+        let epoch = Self::epoch();
+        let offset = Duration::from_nanos(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            epoch.checked_add(offset)
+        } else {
+            epoch.checked_sub(offset)
+        }
+    }
+}
+
+/// A UTC wall-clock time in 8 bytes, as nanoseconds since the Unix epoch,
+/// which cover the years 1678 to 2262.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WallTime(i64);
+
+impl WallTime {
+    /// No time.
+    pub(crate) const NONE: WallTime = WallTime(i64::MIN);
+
+    /// Converts `time`; a time outside the range becomes [`WallTime::NONE`].
+    pub(crate) fn new(time: OffsetDateTime) -> Self {
+        i64::try_from(time.unix_timestamp_nanos())
+            .ok()
+            .filter(|nanos| *nanos != i64::MIN)
+            .map_or(WallTime::NONE, WallTime)
+    }
+
+    /// Converts back to a UTC date and time; `None` for [`WallTime::NONE`].
+    pub(crate) fn get(self) -> Option<OffsetDateTime> {
+        if self == WallTime::NONE {
+            return None;
+        }
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0)).ok()
     }
 }
 
@@ -278,22 +364,24 @@ impl SlotState {
 /// The cache entry of one data source.
 pub(crate) struct Slot {
     pub(crate) key: CacheKey,
-    /// Cache hits take the read lock, which they share with each other.
-    state: RwLock<SlotState>,
+    /// Cache hits take the read lock, which they share with each other. The
+    /// lock is `parking_lot`'s, a word without a poison flag, so that a slot
+    /// fits 48 bytes (a test checks it).
+    state: parking_lot::RwLock<SlotState>,
 }
 
 impl Slot {
     pub(crate) fn new(key: CacheKey) -> Self {
         Self {
             key,
-            state: RwLock::new(SlotState::default()),
+            state: parking_lot::RwLock::new(SlotState::default()),
         }
     }
 
     pub(crate) fn with_token(key: CacheKey, token: Arc<CachedToken>) -> Self {
         Self {
             key,
-            state: RwLock::new(SlotState {
+            state: parking_lot::RwLock::new(SlotState {
                 token: Some(token),
                 ..SlotState::default()
             }),
@@ -312,13 +400,13 @@ impl Slot {
     }
 
     /// Locks the state for a change.
-    pub(crate) fn lock(&self) -> RwLockWriteGuard<'_, SlotState> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn lock(&self) -> parking_lot::RwLockWriteGuard<'_, SlotState> {
+        self.state.write()
     }
 
     /// Locks the state for reading, shared with other readers.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, SlotState> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, SlotState> {
+        self.state.read()
     }
 }
 
@@ -628,11 +716,11 @@ mod tests {
 
     #[test]
     fn per_data_source_records_stay_small() {
-        // With the allocation's reference counts, each takes one 80-byte
+        // With the allocation's reference counts, each takes one 64-byte
         // size class of the allocator; a server keeps both for every data
         // source with a cached token.
-        assert!(std::mem::size_of::<CachedToken>() <= 64);
-        assert!(std::mem::size_of::<Slot>() <= 64);
+        assert!(std::mem::size_of::<CachedToken>() <= 48);
+        assert!(std::mem::size_of::<Slot>() <= 48);
     }
 
     #[test]
@@ -679,8 +767,8 @@ mod tests {
         let now = Instant::now();
         let token = CachedToken {
             token: SecretString::new("t"),
-            valid_until: Some(now + Duration::from_secs(100)),
-            expires_at: None,
+            valid_until: Deadline::from_instant(now + Duration::from_secs(100)),
+            expires_at: WallTime::NONE,
             scope: None,
             refresh_lead_secs: 30,
             scheme: Scheme::Bearer,
@@ -690,10 +778,36 @@ mod tests {
         assert!(!token.wants_refresh(now + Duration::from_secs(69)));
         assert!(token.wants_refresh(now + Duration::from_secs(70)));
         let basic = CachedToken {
-            valid_until: None,
+            valid_until: Deadline::NEVER,
             ..token
         };
         assert!(!basic.wants_refresh(now + Duration::from_secs(1_000_000)));
+    }
+
+    #[test]
+    fn deadline_round_trips_instants() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(3_600);
+        assert_eq!(Deadline::from_instant(later).to_instant(), Some(later));
+        assert!(Deadline::from_instant(now) < Deadline::from_instant(later));
+
+        // An instant before the epoch, as a clock created earlier gives.
+        let earlier = Deadline::epoch().checked_sub(Duration::from_millis(5));
+        if let Some(earlier) = earlier {
+            let deadline = Deadline::from_instant(earlier);
+            assert!(deadline.0 < 0);
+            assert_eq!(deadline.to_instant(), Some(earlier));
+        }
+        assert_eq!(Deadline::NEVER.to_instant(), None);
+    }
+
+    #[test]
+    fn wall_time_round_trips_exactly() {
+        let time = time::macros::datetime!(2026-12-05 07:30:00.123_456_789 UTC);
+        assert_eq!(WallTime::new(time).get(), Some(time));
+        assert_eq!(WallTime::NONE.get(), None);
+        let far = time::macros::datetime!(2300-01-01 00:00 UTC);
+        assert_eq!(WallTime::new(far), WallTime::NONE);
     }
 
     #[test]

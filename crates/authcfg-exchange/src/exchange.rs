@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use crate::basic::basic_token;
 use crate::cache::{
-    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Scheme, SlotState,
+    join_flight, wait_for_flight, Backoff, Cache, CacheKey, CachedToken, Deadline, Scheme,
+    SlotState, WallTime,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
@@ -372,7 +373,7 @@ impl Exchange {
                         min_valid_for_ms = request.min_valid_for.as_millis(),
                         valid_for_ms = fetched
                             .token
-                            .valid_until
+                            .valid_until()
                             .map(|until| until.saturating_duration_since(now).as_millis()),
                         "the new token is valid for less than min_valid_for; it is returned, \
                          but each call with this min_valid_for sends a new token request"
@@ -635,8 +636,8 @@ impl Exchange {
         let lead_before_usable_end = refresh_lead.saturating_sub(skew);
         CachedToken {
             token: SecretString::new(parsed.access_token.expose_secret()),
-            valid_until: Some(received + usable),
-            expires_at: Some(received_wall + usable),
+            valid_until: Deadline::from_instant(received + usable),
+            expires_at: WallTime::new(received_wall + usable),
             scope: parsed
                 .scope
                 .as_deref()

@@ -92,7 +92,7 @@ impl Authorization {
     /// Returns when the token stops being used, after the safety margin.
     /// Basic does not expire and returns `None`.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
-        self.token.expires_at
+        self.token.expires_at.get()
     }
 
     /// Returns true when the token response had no `expires_in` and the

@@ -12,7 +12,9 @@
 //! auth configs share one copy of it, so that a server with a hundred
 //! thousand data sources keeps a few hundred bytes per data source here.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -25,62 +27,138 @@ const RELOAD_PAGE_SIZE: usize = 500;
 /// The fields of one data source that the authorization route reads.
 ///
 /// It fits 48 bytes (a test checks it), so that with its reference counts it
-/// takes one 64-byte size class of the allocator.
+/// takes one 64-byte size class of the allocator. The name and the client id
+/// share one allocation.
 #[derive(Debug)]
 pub struct Entry {
     /// The data source id.
     pub id: DataSourceId,
     /// The auth config, shared with the data sources whose config is equal.
     pub auth: Arc<AuthConfig>,
-    /// The client id and version of the credentials, `None` when the data
-    /// source has no credentials.
-    pub credentials: Option<EntryCredentials>,
+    /// The name, then, when the data source has credentials, a newline and
+    /// the client id. A name cannot contain a newline.
+    text: Box<str>,
+    /// The credentials version; meaningless without credentials.
+    credentials_version: u64,
 }
 
+impl Entry {
+    fn new(
+        id: DataSourceId,
+        name: String,
+        auth: Arc<AuthConfig>,
+        credentials: Option<EntryCredentials<'_>>,
+    ) -> Self {
+        let mut text = name;
+        let mut credentials_version = 0;
+        if let Some(credentials) = credentials {
+            text.reserve_exact(1 + credentials.client_id.len());
+            text.push(CLIENT_ID_SEPARATOR);
+            text.push_str(credentials.client_id);
+            credentials_version = credentials.version;
+        }
+        Self {
+            id,
+            auth,
+            text: text.into_boxed_str(),
+            credentials_version,
+        }
+    }
+
+    /// Returns the data source name.
+    pub fn name(&self) -> &str {
+        self.text
+            .split_once(CLIENT_ID_SEPARATOR)
+            .map_or(&*self.text, |(name, _)| name)
+    }
+
+    /// Returns the client id and version of the credentials, `None` when the
+    /// data source has no credentials.
+    pub fn credentials(&self) -> Option<EntryCredentials<'_>> {
+        let (_, client_id) = self.text.split_once(CLIENT_ID_SEPARATOR)?;
+        Some(EntryCredentials {
+            client_id,
+            version: self.credentials_version,
+        })
+    }
+}
+
+/// Separates the name from the client id in [`Entry::text`].
+const CLIENT_ID_SEPARATOR: char = '\n';
+
 /// The part of a credentials summary that the authorization route needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryCredentials {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryCredentials<'a> {
     /// The client id.
-    pub client_id: Box<str>,
+    pub client_id: &'a str,
     /// The credentials version, which every change of them increments.
     pub version: u64,
 }
 
-impl From<&CredentialsSummary> for EntryCredentials {
-    fn from(summary: &CredentialsSummary) -> Self {
+impl<'a> From<&'a CredentialsSummary> for EntryCredentials<'a> {
+    fn from(summary: &'a CredentialsSummary) -> Self {
         Self {
-            client_id: summary.client_id.as_str().into(),
+            client_id: &summary.client_id,
             version: summary.version,
         }
     }
 }
 
+/// An entry in the set of [`Entries`], found by its name.
+#[derive(Debug)]
+struct ByName(Arc<Entry>);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for ByName {}
+
+impl Hash for ByName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state);
+    }
+}
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        self.0.name()
+    }
+}
+
 /// The entries by name and the distinct auth configs they share.
+///
+/// The entries are kept in a set that finds them by their own name, so that
+/// the table contains one pointer per data source rather than a name and a
+/// pointer.
 #[derive(Debug, Default)]
 pub struct Entries {
-    by_name: HashMap<Box<str>, Arc<Entry>>,
+    by_name: HashSet<ByName>,
     configs: HashSet<Arc<AuthConfig>>,
 }
 
 impl Entries {
     /// Inserts or replaces the entry of `datasource`.
-    pub fn insert(&mut self, datasource: DataSource, credentials: Option<EntryCredentials>) {
+    pub fn insert(&mut self, datasource: DataSource, credentials: Option<EntryCredentials<'_>>) {
         let auth = self.intern(datasource.auth);
-        let entry = Arc::new(Entry {
-            id: datasource.id,
-            auth,
-            credentials,
-        });
-        if let Some(old) = self.by_name.insert(datasource.name.into(), entry) {
-            self.release(&old);
+        let entry = Entry::new(datasource.id, datasource.name, auth, credentials);
+        if let Some(old) = self.by_name.replace(ByName(Arc::new(entry))) {
+            self.release(&old.0);
         }
     }
 
     /// Removes the entry of `name`.
     fn remove(&mut self, name: &str) {
-        if let Some(old) = self.by_name.remove(name) {
-            self.release(&old);
+        if let Some(old) = self.by_name.take(name) {
+            self.release(&old.0);
         }
+    }
+
+    /// Returns the entry of `name`.
+    fn get(&self, name: &str) -> Option<&Arc<Entry>> {
+        self.by_name.get(name).map(|entry| &entry.0)
     }
 
     /// Returns the shared copy of `auth`, adding it when it is new.
@@ -106,7 +184,7 @@ impl Entries {
 
     /// Returns the entries with their names, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        self.by_name.iter().map(|(name, entry)| (&**name, &**entry))
+        self.by_name.iter().map(|entry| (entry.0.name(), &*entry.0))
     }
 
     /// Returns the number of entries.
@@ -135,7 +213,6 @@ impl Snapshot {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .by_name
             .get(name)
             .cloned()
     }
@@ -158,17 +235,17 @@ impl Snapshot {
     pub fn set_credentials_version(&self, id: DataSourceId, version: u64) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = entries.by_name.values_mut().find(|entry| entry.id == id) {
-            if let Some(credentials) = &entry.credentials {
-                *entry = Arc::new(Entry {
-                    id: entry.id,
-                    auth: Arc::clone(&entry.auth),
-                    credentials: Some(EntryCredentials {
-                        client_id: credentials.client_id.clone(),
-                        version,
-                    }),
-                });
-            }
+        let Some(found) = entries.by_name.iter().find(|entry| entry.0.id == id) else {
+            return;
+        };
+        if found.0.credentials().is_some() {
+            let entry = Entry {
+                id,
+                auth: Arc::clone(&found.0.auth),
+                text: found.0.text.clone(),
+                credentials_version: version,
+            };
+            entries.by_name.replace(ByName(Arc::new(entry)));
         }
     }
 
@@ -196,8 +273,8 @@ impl Snapshot {
         }
 
         let mut changed = Vec::new();
-        for (name, old) in &current.by_name {
-            match entries.by_name.get(name) {
+        for (name, old) in current.iter() {
+            match entries.get(name) {
                 None => changed.push(old.id),
                 Some(new) if !same_token_inputs(old, new) => changed.push(old.id),
                 Some(_) => {}
@@ -225,16 +302,8 @@ impl Snapshot {
 /// source, auth config and credentials version. Other fields of a data source,
 /// such as its description, do not shape a token.
 fn same_token_inputs(old: &Entry, new: &Entry) -> bool {
-    old.id == new.id
-        && old.auth == new.auth
-        && old
-            .credentials
-            .as_ref()
-            .map(|credentials| credentials.version)
-            == new
-                .credentials
-                .as_ref()
-                .map(|credentials| credentials.version)
+    let version = |entry: &Entry| entry.credentials().map(|credentials| credentials.version);
+    old.id == new.id && old.auth == new.auth && version(old) == version(new)
 }
 
 /// Reads every data source and its credentials summary from the store, one
@@ -345,8 +414,10 @@ mod tests {
         snapshot.set_credentials_version(datasource("a", 1).id, 4);
 
         let entry = snapshot.get("a").unwrap();
-        assert_eq!(entry.credentials.as_ref().unwrap().version, 4);
-        assert_eq!(&*entry.credentials.as_ref().unwrap().client_id, "client");
+        let credentials = entry.credentials().unwrap();
+        assert_eq!(credentials.version, 4);
+        assert_eq!(credentials.client_id, "client");
+        assert_eq!(entry.name(), "a");
     }
 
     #[test]
@@ -405,14 +476,14 @@ mod tests {
     fn reload_reports_credentials_change() {
         let snapshot = Snapshot::default();
         let first = EntryCredentials {
-            client_id: "client".into(),
+            client_id: "client",
             version: 1,
         };
         snapshot
             .entries
             .write()
             .unwrap()
-            .insert(datasource("a", 1), Some(first.clone()));
+            .insert(datasource("a", 1), Some(first));
 
         let mut reloaded = Entries::default();
         reloaded.insert(

@@ -112,7 +112,7 @@ pub struct TestReport {
 /// since the last reload. Only this error path touches SQLite.
 async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> {
     if let Some(entry) = state.snapshot.get(name) {
-        if entry.credentials.is_some() {
+        if entry.credentials().is_some() {
             return Ok(entry);
         }
     }
@@ -214,7 +214,7 @@ fn cached_response(state: &AppState, request: &HttpRequest, body: &[u8]) -> Opti
     }
     let options = parse_options(request, body).ok()?;
     let entry = state.snapshot.get(name)?;
-    let credentials = entry.credentials.as_ref()?;
+    let credentials = entry.credentials()?;
 
     let authorization = state
         .exchange
@@ -249,13 +249,13 @@ fn parse_options(request: &HttpRequest, body: &[u8]) -> Result<AuthorizationRequ
 /// Builds the exchange's request for a data source entry.
 fn authorize_request<'a>(
     entry: &'a Entry,
-    credentials: &'a EntryCredentials,
+    credentials: EntryCredentials<'a>,
     options: &AuthorizationRequest,
 ) -> AuthorizeRequest<'a> {
     AuthorizeRequest {
         datasource: entry.id,
         auth: &entry.auth,
-        client_id: &credentials.client_id,
+        client_id: credentials.client_id,
         credentials_version: credentials.version,
         min_valid_for: Duration::from_secs(options.min_valid_for),
         force_refresh: options.force_refresh,
@@ -358,7 +358,7 @@ async fn authorize_in_full(
     let options = parse_options(request, body)?;
 
     let entry = entry_of(state, &name).await?;
-    let Some(credentials) = &entry.credentials else {
+    let Some(credentials) = entry.credentials() else {
         record_issue(
             state,
             &caller,
