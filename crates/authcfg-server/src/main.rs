@@ -3,7 +3,10 @@
 //! The binary allocates with jemalloc rather than the C library's malloc.
 //! A server with many data sources keeps many small long-lived allocations
 //! among short-lived ones. jemalloc returns the freed pages between them to
-//! the operating system, where glibc's arenas keep them.
+//! the operating system, where glibc's arenas keep them. On Linux, jemalloc
+//! also replaces the C library's `malloc`, so SQLite's page caches and
+//! statements share its one arena rather than a glibc arena per thread that
+//! ever ran a query.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

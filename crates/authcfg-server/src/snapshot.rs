@@ -20,70 +20,120 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use authcfg_model::{AuthConfig, CredentialsSummary, DataSource, DataSourceId};
 use authcfg_store::Store;
+use triomphe::ThinArc;
 
 /// Page size used when the whole list of data sources is reloaded.
 const RELOAD_PAGE_SIZE: usize = 500;
 
 /// The fields of one data source that the authorization route reads.
 ///
-/// It fits 48 bytes (a test checks it), so that with its reference counts it
-/// takes one 64-byte size class of the allocator. The name and the client id
-/// share one allocation.
+/// A handle of one pointer to a single allocation, shared by the snapshot
+/// and the requests that read it: the reference count, the fixed fields,
+/// the length, then the name and the client id. With an 18-byte name and a
+/// 12-byte client id it takes one 80-byte size class of the allocator.
+#[derive(Clone)]
+pub struct Entry(ThinArc<EntryFields, u8>);
+
+/// The fixed-size fields of an [`Entry`]; a test checks that they fit 32 bytes.
 #[derive(Debug)]
-pub struct Entry {
-    /// The data source id.
-    pub id: DataSourceId,
-    /// The auth config, shared with the data sources whose config is equal.
-    pub auth: Arc<AuthConfig>,
-    /// The name, then, when the data source has credentials, a newline and
-    /// the client id. A name cannot contain a newline.
-    text: Box<str>,
-    /// The credentials version; meaningless without credentials.
+struct EntryFields {
+    id: DataSourceId,
+    /// Shared with the data sources whose config is equal.
+    auth: Arc<AuthConfig>,
+    /// Meaningless without credentials.
     credentials_version: u64,
 }
 
 impl Entry {
+    /// Builds an entry. Its text is the name, then, when the data source
+    /// has credentials, a newline and the client id. A name cannot contain
+    /// a newline.
     fn new(
         id: DataSourceId,
-        name: String,
+        name: &str,
         auth: Arc<AuthConfig>,
         credentials: Option<EntryCredentials<'_>>,
     ) -> Self {
-        let mut text = name;
+        let mut text = String::with_capacity(
+            name.len() + credentials.map_or(0, |credentials| 1 + credentials.client_id.len()),
+        );
+        text.push_str(name);
         let mut credentials_version = 0;
         if let Some(credentials) = credentials {
-            text.reserve_exact(1 + credentials.client_id.len());
             text.push(CLIENT_ID_SEPARATOR);
             text.push_str(credentials.client_id);
             credentials_version = credentials.version;
         }
-        Self {
+        let fields = EntryFields {
             id,
             auth,
-            text: text.into_boxed_str(),
             credentials_version,
-        }
+        };
+        Self(ThinArc::from_header_and_slice(fields, text.as_bytes()))
+    }
+
+    /// Returns a copy of this entry with another credentials version.
+    fn with_credentials_version(&self, version: u64) -> Self {
+        let fields = EntryFields {
+            id: self.id(),
+            auth: Arc::clone(self.auth()),
+            credentials_version: version,
+        };
+        Self(ThinArc::from_header_and_slice(fields, &self.0.slice))
+    }
+
+    fn fields(&self) -> &EntryFields {
+        &self.0.header.header
+    }
+
+    /// Returns the name and, after a newline, the client id.
+    fn text(&self) -> &str {
+        // Built from a `&str` in `new`; an invalid text would be a bug, and
+        // reads as a data source without a name.
+        std::str::from_utf8(&self.0.slice).unwrap_or_default()
+    }
+
+    /// Returns the data source id.
+    pub fn id(&self) -> DataSourceId {
+        self.fields().id
+    }
+
+    /// Returns the auth config, shared with the data sources whose config is equal.
+    pub fn auth(&self) -> &Arc<AuthConfig> {
+        &self.fields().auth
     }
 
     /// Returns the data source name.
     pub fn name(&self) -> &str {
-        self.text
-            .split_once(CLIENT_ID_SEPARATOR)
-            .map_or(&*self.text, |(name, _)| name)
+        let text = self.text();
+        text.split_once(CLIENT_ID_SEPARATOR)
+            .map_or(text, |(name, _)| name)
     }
 
     /// Returns the client id and version of the credentials, `None` when the
     /// data source has no credentials.
     pub fn credentials(&self) -> Option<EntryCredentials<'_>> {
-        let (_, client_id) = self.text.split_once(CLIENT_ID_SEPARATOR)?;
+        let (_, client_id) = self.text().split_once(CLIENT_ID_SEPARATOR)?;
         Some(EntryCredentials {
             client_id,
-            version: self.credentials_version,
+            version: self.fields().credentials_version,
         })
     }
 }
 
-/// Separates the name from the client id in [`Entry::text`].
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Entry")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("auth", self.auth())
+            .field("credentials", &self.credentials())
+            .finish()
+    }
+}
+
+/// Separates the name from the client id in the text of an [`Entry`].
 const CLIENT_ID_SEPARATOR: char = '\n';
 
 /// The part of a credentials summary that the authorization route needs.
@@ -106,7 +156,7 @@ impl<'a> From<&'a CredentialsSummary> for EntryCredentials<'a> {
 
 /// An entry in the set of [`Entries`], found by its name.
 #[derive(Debug)]
-struct ByName(Arc<Entry>);
+struct ByName(Entry);
 
 impl PartialEq for ByName {
     fn eq(&self, other: &Self) -> bool {
@@ -143,8 +193,8 @@ impl Entries {
     /// Inserts or replaces the entry of `datasource`.
     pub fn insert(&mut self, datasource: DataSource, credentials: Option<EntryCredentials<'_>>) {
         let auth = self.intern(datasource.auth);
-        let entry = Entry::new(datasource.id, datasource.name, auth, credentials);
-        if let Some(old) = self.by_name.replace(ByName(Arc::new(entry))) {
+        let entry = Entry::new(datasource.id, &datasource.name, auth, credentials);
+        if let Some(old) = self.by_name.replace(ByName(entry)) {
             self.release(&old.0);
         }
     }
@@ -157,7 +207,7 @@ impl Entries {
     }
 
     /// Returns the entry of `name`.
-    fn get(&self, name: &str) -> Option<&Arc<Entry>> {
+    fn get(&self, name: &str) -> Option<&Entry> {
         self.by_name.get(name).map(|entry| &entry.0)
     }
 
@@ -177,14 +227,14 @@ impl Entries {
     /// the set until the next reload, which builds the set anew.
     fn release(&mut self, old: &Entry) {
         // The set and `old` hold one reference each.
-        if Arc::strong_count(&old.auth) <= 2 {
-            self.configs.remove(&*old.auth);
+        if Arc::strong_count(old.auth()) <= 2 {
+            self.configs.remove(&**old.auth());
         }
     }
 
     /// Returns the entries with their names, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        self.by_name.iter().map(|entry| (entry.0.name(), &*entry.0))
+        self.by_name.iter().map(|entry| (entry.0.name(), &entry.0))
     }
 
     /// Returns the number of entries.
@@ -209,7 +259,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Returns the entry of `name`.
-    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+    pub fn get(&self, name: &str) -> Option<Entry> {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -235,17 +285,12 @@ impl Snapshot {
     pub fn set_credentials_version(&self, id: DataSourceId, version: u64) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(found) = entries.by_name.iter().find(|entry| entry.0.id == id) else {
+        let Some(found) = entries.by_name.iter().find(|entry| entry.0.id() == id) else {
             return;
         };
         if found.0.credentials().is_some() {
-            let entry = Entry {
-                id,
-                auth: Arc::clone(&found.0.auth),
-                text: found.0.text.clone(),
-                credentials_version: version,
-            };
-            entries.by_name.replace(ByName(Arc::new(entry)));
+            let entry = found.0.with_credentials_version(version);
+            entries.by_name.replace(ByName(entry));
         }
     }
 
@@ -275,8 +320,8 @@ impl Snapshot {
         let mut changed = Vec::new();
         for (name, old) in current.iter() {
             match entries.get(name) {
-                None => changed.push(old.id),
-                Some(new) if !same_token_inputs(old, new) => changed.push(old.id),
+                None => changed.push(old.id()),
+                Some(new) if !same_token_inputs(old, new) => changed.push(old.id()),
                 Some(_) => {}
             }
         }
@@ -303,7 +348,7 @@ impl Snapshot {
 /// such as its description, do not shape a token.
 fn same_token_inputs(old: &Entry, new: &Entry) -> bool {
     let version = |entry: &Entry| entry.credentials().map(|credentials| credentials.version);
-    old.id == new.id && old.auth == new.auth && version(old) == version(new)
+    old.id() == new.id() && old.auth() == new.auth() && version(old) == version(new)
 }
 
 /// Reads every data source and its credentials summary from the store, one
@@ -437,7 +482,7 @@ mod tests {
         let a = snapshot.get("a").unwrap();
         let bb = snapshot.get("bb").unwrap();
         assert!(
-            Arc::ptr_eq(&a.auth, &bb.auth),
+            Arc::ptr_eq(a.auth(), bb.auth()),
             "equal configs share one copy"
         );
         assert_eq!(configs(&snapshot), 2);
@@ -449,7 +494,7 @@ mod tests {
         snapshot.remove("bb");
         assert_eq!(configs(&snapshot), 1);
         assert_eq!(
-            snapshot.get("a").unwrap().auth.token_url.as_deref(),
+            snapshot.get("a").unwrap().auth().token_url.as_deref(),
             Some("http://127.0.0.1:2/token")
         );
     }
@@ -500,12 +545,39 @@ mod tests {
     }
 
     #[test]
+    fn entry_keeps_name_and_client_id() {
+        let auth = Arc::new(datasource("a", 1).auth);
+        let id = datasource("a", 1).id;
+        let bare = Entry::new(id, "crm-prod", Arc::clone(&auth), None);
+        assert_eq!(bare.name(), "crm-prod");
+        assert_eq!(bare.credentials(), None);
+
+        let credentials = EntryCredentials {
+            client_id: "client\nwith newline",
+            version: 7,
+        };
+        let entry = Entry::new(id, "crm-prod", auth, Some(credentials));
+        assert_eq!(entry.name(), "crm-prod");
+        assert_eq!(entry.credentials(), Some(credentials));
+        assert_eq!(
+            entry
+                .with_credentials_version(8)
+                .credentials()
+                .unwrap()
+                .version,
+            8
+        );
+        assert_eq!(entry.id(), id);
+    }
+
+    #[test]
     fn entry_stays_small() {
-        assert!(std::mem::size_of::<Entry>() <= 48);
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
+        assert!(std::mem::size_of::<EntryFields>() <= 32);
     }
 
     fn scope_of(snapshot: &Snapshot, name: &str) -> String {
-        snapshot.get(name).unwrap().auth.scope.clone().unwrap()
+        snapshot.get(name).unwrap().auth().scope.clone().unwrap()
     }
 
     fn configs(snapshot: &Snapshot) -> usize {

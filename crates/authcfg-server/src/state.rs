@@ -155,7 +155,7 @@ pub fn exchange_config(settings: &Settings) -> ExchangeConfig {
 /// requests fail until the data source or the setting changes.
 fn warn_of_rejected_token_urls(policy: &TokenUrlPolicy, entries: &snapshot::Entries) {
     for (name, entry) in entries.iter() {
-        if let Some(token_url) = &entry.auth.token_url {
+        if let Some(token_url) = &entry.auth().token_url {
             if let Err(detail) = policy.check(token_url) {
                 tracing::warn!(
                     datasource = name,

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::Error;
 
 /// The page cache of each connection, in KiB; SQLite's default is 2000.
-const PAGE_CACHE_KIB: i64 = 512;
+const PAGE_CACHE_KIB: i64 = 256;
 
 /// Opens a read-write connection with the store's pragmas.
 ///
@@ -30,7 +30,8 @@ const PAGE_CACHE_KIB: i64 = 512;
 ///
 /// Each connection caches at most [`PAGE_CACHE_KIB`] of pages. The store's
 /// reads are lookups by key and pages of a listing, which need few pages, and
-/// a store keeps several connections open for its whole life.
+/// a store keeps several connections open for its whole life. A page that is
+/// not cached is read again from the operating system's file cache.
 pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
     let connection = Connection::open_with_flags(
         path,

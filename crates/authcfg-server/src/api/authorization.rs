@@ -9,7 +9,6 @@
 //! runs a second time through the full path, inside the request's span. The
 //! credentials are unsealed only when the exchange calls the loader on a miss.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -110,7 +109,7 @@ pub struct TestReport {
 /// When the snapshot has no such entry or no credentials, the store is
 /// queried, because another process (the command line) may have written them
 /// since the last reload. Only this error path touches SQLite.
-async fn entry_of(state: &AppState, name: &str) -> Result<Arc<Entry>, ApiError> {
+async fn entry_of(state: &AppState, name: &str) -> Result<Entry, ApiError> {
     if let Some(entry) = state.snapshot.get(name) {
         if entry.credentials().is_some() {
             return Ok(entry);
@@ -253,8 +252,8 @@ fn authorize_request<'a>(
     options: &AuthorizationRequest,
 ) -> AuthorizeRequest<'a> {
     AuthorizeRequest {
-        datasource: entry.id,
-        auth: &entry.auth,
+        datasource: entry.id(),
+        auth: entry.auth(),
         client_id: credentials.client_id,
         credentials_version: credentials.version,
         min_valid_for: Duration::from_secs(options.min_valid_for),
@@ -369,7 +368,7 @@ async fn authorize_in_full(
         );
         return Err(no_credentials(&name).into());
     };
-    if let Err(error) = check_token_url_policy(state, &name, &entry.auth, caller.role()) {
+    if let Err(error) = check_token_url_policy(state, &name, entry.auth(), caller.role()) {
         record_issue(
             state,
             &caller,
