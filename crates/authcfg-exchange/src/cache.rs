@@ -133,7 +133,7 @@ impl Scheme {
 
 /// A granted scope, shared by the tokens that were granted the same one.
 ///
-/// A thin pointer, so that a [`CachedToken`] fits 64 bytes.
+/// A thin pointer, so that a [`CachedToken`] fits 48 bytes.
 pub(crate) type SharedScope = Arc<Box<str>>;
 
 /// A shared scope in the set of [`Cache::share_scope`], looked up by its text.

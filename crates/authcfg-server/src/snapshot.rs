@@ -10,7 +10,9 @@
 //!
 //! An entry keeps only the fields the route uses, and data sources with equal
 //! auth configs share one copy of it, so that a server with a hundred
-//! thousand data sources keeps a few hundred bytes per data source here.
+//! thousand data sources keeps about 90 bytes per data source here when its
+//! name and client id take 30 bytes: an entry of 80 bytes and its pointer in
+//! a hash table.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
