@@ -408,7 +408,10 @@ fn datasource(settings: &Settings, command: DatasourceCommand) -> anyhow::Result
 
 /// Reads a secret from a file, or from standard input for `-` or `None`,
 /// stripping one trailing newline.
-fn read_secret(path: Option<&Path>, what: &str) -> anyhow::Result<SecretString> {
+///
+/// Empty standard input is an error: it is more often a pipe whose producer
+/// failed than an empty secret on purpose, which an empty file still gives.
+fn read_secret(path: Option<&Path>, what: &str, option: &str) -> anyhow::Result<SecretString> {
     let mut text = String::new();
     match path {
         Some(path) if path != Path::new("-") => {
@@ -419,6 +422,12 @@ fn read_secret(path: Option<&Path>, what: &str) -> anyhow::Result<SecretString> 
             std::io::stdin()
                 .read_to_string(&mut text)
                 .with_context(|| format!("cannot read the {what} from standard input"))?;
+            anyhow::ensure!(
+                !text.is_empty(),
+                "standard input was empty, so no {what} was read and nothing was stored: \
+                 pipe the {what} into the command, or pass an empty file with {option} \
+                 to store an empty {what} on purpose"
+            );
         }
     }
     let secret = SecretString::new(
@@ -440,16 +449,20 @@ fn credentials(settings: &Settings, command: CredentialsCommand) -> anyhow::Resu
     match command {
         CredentialsCommand::Set(args) => {
             let datasource = store.get_datasource(&args.name)?;
-            let client_secret = read_secret(args.client_secret_file.as_deref(), "client secret")?;
+            let client_secret = read_secret(
+                args.client_secret_file.as_deref(),
+                "client secret",
+                "--client-secret-file",
+            )?;
             let password = args
                 .password_file
                 .as_deref()
-                .map(|path| read_secret(Some(path), "password"))
+                .map(|path| read_secret(Some(path), "password", "--password-file"))
                 .transpose()?;
             let refresh_token = args
                 .refresh_token_file
                 .as_deref()
-                .map(|path| read_secret(Some(path), "refresh token"))
+                .map(|path| read_secret(Some(path), "refresh token", "--refresh-token-file"))
                 .transpose()?;
             let credentials = Credentials {
                 client_id: args.client_id,
@@ -736,7 +749,7 @@ mod tests {
             let path = dir.path().join(format!("secret-{index}"));
             std::fs::write(&path, contents).unwrap();
 
-            let secret = read_secret(Some(&path), "client secret").unwrap();
+            let secret = read_secret(Some(&path), "client secret", "--client-secret-file").unwrap();
 
             assert_eq!(secret.expose_secret(), *expected, "{contents:?}");
         }

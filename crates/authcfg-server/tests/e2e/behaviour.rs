@@ -103,6 +103,33 @@ fn cli_credentials_change_reaches_server() {
 }
 
 #[test]
+fn empty_stdin_secret_is_rejected() {
+    let server = Server::start();
+    server.create_datasource(&json!({"name": "crm-prod", "auth": {"method": "basic"}}));
+    server.put_credentials("crm-prod", "crm-user", "crm-password");
+    let before = server.get("/v1/datasources/crm-prod").json()["credentials"].clone();
+
+    let output = server.cli(
+        &[
+            "credentials",
+            "set",
+            "crm-prod",
+            "--client-id",
+            "other-user",
+        ],
+        &[],
+        Some(""),
+    );
+
+    assert!(!output.status.success(), "an empty secret was stored");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("standard input was empty"), "{stderr}");
+    assert!(stderr.contains("--client-secret-file"), "{stderr}");
+    let after = server.get("/v1/datasources/crm-prod").json()["credentials"].clone();
+    assert_eq!(before, after, "the stored credentials changed");
+}
+
+#[test]
 fn concurrent_cold_requests_share_one_exchange() {
     let endpoint = TokenEndpoint::start("shared-token");
     endpoint.add_client("crm-client", "crm-secret");
