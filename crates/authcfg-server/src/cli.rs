@@ -660,7 +660,11 @@ fn api_token(settings: &Settings, command: ApiTokenCommand) -> anyhow::Result<()
         }
         ApiTokenCommand::List => print_json(&store.list_api_tokens()?),
         ApiTokenCommand::Revoke { id } => {
-            store.revoke_api_token(&id)?;
+            if !store.revoke_api_token(&id)? {
+                return print_line(&format!(
+                    "API token {id} was already revoked; nothing changed"
+                ));
+            }
             audit_cli(
                 &store,
                 "api_token.revoke",

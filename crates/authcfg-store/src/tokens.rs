@@ -209,13 +209,13 @@ impl Store {
         Ok(tokens)
     }
 
-    /// Revokes an API token. Revoking a revoked token keeps the first
-    /// revocation time and succeeds.
+    /// Revokes an API token. Returns `false` when it was revoked already:
+    /// revoking it again keeps the first revocation time and succeeds.
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`] when no token has this id, [`Error::Sqlite`].
-    pub fn revoke_api_token(&self, id: &str) -> Result<(), Error> {
+    pub fn revoke_api_token(&self, id: &str) -> Result<bool, Error> {
         let revoked = self.inner.writer.transaction(|transaction| {
             let exists: Option<Option<i64>> = transaction
                 .query_row(
@@ -244,7 +244,7 @@ impl Store {
         if revoked {
             tracing::info!(token_id = id, "revoked an API token");
         }
-        Ok(())
+        Ok(revoked)
     }
 
     /// Looks up a presented API token value by its SHA-256 hash. A revoked or

@@ -98,9 +98,12 @@ fn revoked_token_not_found() {
     let test = TestStore::new();
     let (info, value) = test.store.create_api_token("a", Role::Admin, &[]).unwrap();
 
-    test.store.revoke_api_token(&info.id).unwrap();
+    assert!(test.store.revoke_api_token(&info.id).unwrap());
     let first_revocation = test.store.list_api_tokens().unwrap()[0].revoked_at;
-    test.store.revoke_api_token(&info.id).unwrap();
+    assert!(
+        !test.store.revoke_api_token(&info.id).unwrap(),
+        "revoked twice"
+    );
 
     assert_eq!(
         test.store.find_api_token(value.expose_secret()).unwrap(),

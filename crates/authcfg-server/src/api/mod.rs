@@ -209,11 +209,22 @@ pub(crate) fn malformed(errors: ValidationErrors) -> ApiError {
 }
 
 /// Rewrites serde's "invalid type: X, expected Y", "invalid value: X,
-/// expected Y" and "invalid length" messages in plain words; other messages
-/// pass unchanged. The values were already removed by the model's parser.
+/// expected Y", "unknown variant `X`, expected Y" and "invalid length"
+/// messages in plain words; other messages pass unchanged. The values were
+/// already removed by the model's parser, except the names of unknown
+/// variants, which are the caller's misspelt choice of a fixed value.
 fn plain_detail(detail: &str) -> String {
     if detail.starts_with("invalid length ") {
         return "must be a JSON object".to_owned();
+    }
+    if let Some(rest) = detail.strip_prefix("unknown variant ") {
+        return match rest.split_once(", expected ") {
+            Some((got, expected)) => {
+                let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+                format!("{got} is not an accepted value: use {expected}")
+            }
+            None => format!("{rest} is not an accepted value"),
+        };
     }
     for prefix in ["invalid type: ", "invalid value: "] {
         let Some(rest) = detail.strip_prefix(prefix) else {
@@ -423,6 +434,7 @@ mod tests {
             name: String,
             count: u64,
             enabled: bool,
+            method: Option<authcfg_model::AuthMethod>,
         }
         let request = TestRequest::default().to_http_request();
         // (body, text the problem must contain)
@@ -446,6 +458,10 @@ mod tests {
                 br#"{"name": "a", "count": 5, "enabled": "yes"}"#,
                 "must be true or false, got a string",
             ),
+            (
+                br#"{"name": "a", "count": 5, "enabled": true, "method": "digest"}"#,
+                "`digest` is not an accepted value: use `basic` or `bearer`",
+            ),
         ];
 
         for (body, expected) in cases {
@@ -462,6 +478,7 @@ mod tests {
                 "invalid length",
                 "invalid type",
                 "invalid value",
+                "unknown variant",
                 "u64",
                 "struct",
             ] {

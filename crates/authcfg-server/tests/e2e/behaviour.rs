@@ -260,6 +260,11 @@ fn revoked_token_is_rejected() {
         |reply| reply.status == 401,
     );
     assert_problem(&reply, 401);
+
+    let again = server.cli(&["api-token", "revoke", &id], &[], None);
+    assert!(again.status.success(), "a second revoke failed");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("already revoked"), "{stdout}");
 }
 
 #[test]
