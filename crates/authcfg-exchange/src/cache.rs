@@ -514,7 +514,7 @@ impl Cache {
     }
 
     /// Returns the shared copy of a granted scope, adding it when it is new.
-    /// When the set holds more than `2 × slots + 16` scopes, the scopes no
+    /// When the set contains more than `2 × slots + 16` scopes, the scopes no
     /// token uses any more are dropped first.
     ///
     /// NOTE: a scope that only one token has costs a shared allocation and a
@@ -716,9 +716,8 @@ mod tests {
 
     #[test]
     fn per_data_source_records_stay_small() {
-        // With the allocation's reference counts, each takes one 64-byte
-        // size class of the allocator; a server keeps both for every data
-        // source with a cached token.
+        // A server keeps both for every data source with a cached token. With
+        // the allocation's reference counts, each takes one 64-byte size class.
         assert!(std::mem::size_of::<CachedToken>() <= 48);
         assert!(std::mem::size_of::<Slot>() <= 48);
     }
@@ -752,7 +751,7 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(&**first, "read write");
 
-        // With no slot, the set drops its unused scopes once it holds more
+        // With no slot, the set drops its unused scopes once it contains more
         // than 16, and then adds the new one.
         drop((first, second));
         for index in 0..40 {

@@ -411,22 +411,27 @@ fn datasource(settings: &Settings, command: DatasourceCommand) -> anyhow::Result
 ///
 /// Empty standard input is an error: it is more often a pipe whose producer
 /// failed than an empty secret on purpose, which an empty file still gives.
-fn read_secret(path: Option<&Path>, what: &str, option: &str) -> anyhow::Result<SecretString> {
+fn read_secret(
+    path: Option<&Path>,
+    secret_name: &str,
+    option: &str,
+) -> anyhow::Result<SecretString> {
     let mut text = String::new();
     match path {
         Some(path) if path != Path::new("-") => {
-            text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+            text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the {secret_name} from {}", path.display())
+            })?;
         }
         _ => {
             std::io::stdin()
                 .read_to_string(&mut text)
-                .with_context(|| format!("cannot read the {what} from standard input"))?;
+                .with_context(|| format!("cannot read the {secret_name} from standard input"))?;
             anyhow::ensure!(
                 !text.is_empty(),
-                "standard input was empty, so no {what} was read and nothing was stored: \
-                 pipe the {what} into the command, or pass an empty file with {option} \
-                 to store an empty {what} on purpose"
+                "standard input was empty, so no {secret_name} was read and nothing was stored: \
+                 pipe the {secret_name} into the command, or pass an empty file with {option} \
+                 to store an empty {secret_name} on purpose"
             );
         }
     }
