@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use authcfg_model::AuditOutcome;
 use authcfg_store::Store;
@@ -161,7 +161,8 @@ async fn run(settings: Arc<Settings>, store: Store) -> anyhow::Result<()> {
         App::new()
             .app_data(app_state.clone())
             .configure(|config| crate::api::configure(config, body_limit))
-            .wrap(middleware::from_fn(crate::telemetry::request_context))
+            .wrap(crate::api::shortcut::CacheHitShortcut)
+            .wrap(crate::telemetry::RequestContext)
     })
     .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout.as_secs());

@@ -2,17 +2,20 @@
 //! `request` span, and problem+json for the error responses that actix-web
 //! builds itself (404, 405, extractor errors).
 //!
-//! Every request gets a request id from [`request_context`]. The `request`
+//! Every request gets a request id from [`RequestContext`]. The `request`
 //! span that carries it into log lines is opened per route by
 //! [`request_span`], except on the authorization route. A cache hit there
 //! logs nothing and opens no span. The handler opens one with [`span_of`]
 //! only when it has more to do than hand out a cached header.
 
+use std::future::{ready, Future, Ready};
 use std::io::IsTerminal as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest};
@@ -120,33 +123,102 @@ fn generate_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Wraps every request: assigns the request id, counts the response by route
-/// and status, rewrites a bare error response into problem+json, and logs the
-/// completion at debug level.
+/// The middleware that wraps every request: assigns the request id, counts
+/// the response by route and status, rewrites a bare error response into
+/// problem+json, and logs the completion at debug level. Register it last
+/// with `App::wrap`, so that it is the outermost.
 ///
-/// # Errors
-///
-/// Passes on an error of the inner service, which actix-web turns into a response.
-pub async fn request_context(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    // Only the debug line below needs the duration.
-    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+/// It is a plain service with a named future rather than a `from_fn`
+/// closure, so that a request pays no boxed future and no dynamic call here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContext;
 
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID_HEADER)
-        .filter(|value| accepted_request_id(value).is_some())
-        .cloned()
-        .unwrap_or_else(generate_request_id);
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
+impl<S, B> Transform<S, ServiceRequest> for RequestContext
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Transform = RequestContextService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
-    let response = next.call(request).await?;
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestContextService { service }))
+    }
+}
+
+/// The [`RequestContext`] middleware of one worker thread.
+#[derive(Debug)]
+pub struct RequestContextService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestContextService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Future = RequestContextFuture<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        // Only the debug line at the end needs the duration.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .filter(|value| accepted_request_id(value).is_some())
+            .cloned()
+            .unwrap_or_else(generate_request_id);
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
+        RequestContextFuture {
+            inner: self.service.call(request),
+            request_id: Some(request_id),
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestContextService`].
+    pub struct RequestContextFuture<F> {
+        #[pin]
+        inner: F,
+        request_id: Option<HeaderValue>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F, B> Future for RequestContextFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    B: MessageBody + 'static,
+{
+    type Output = Result<ServiceResponse<BoxBody>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let request_id = this.request_id.take().unwrap_or_else(generate_request_id);
+        Poll::Ready(Ok(finish(response, request_id, *this.started)))
+    }
+}
+
+/// Completes a response: problem+json for a bare error, the metrics, the
+/// debug line and the request id header.
+fn finish<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+    request_id: HeaderValue,
+    started: Option<Instant>,
+) -> ServiceResponse<BoxBody> {
     let route = route_of(response.request());
-
     let mut response = if response.status().as_u16() >= 400 && !is_problem(&response) {
         into_problem(response)
     } else {
@@ -170,7 +242,7 @@ pub async fn request_context(
         );
     }
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-    Ok(response)
+    response
 }
 
 /// Returns the route pattern of a routed request, or `unmatched`.
@@ -276,7 +348,7 @@ mod tests {
     async fn bare_errors_become_problems() {
         let app = actix_test::init_service(
             App::new()
-                .wrap(actix_web::middleware::from_fn(request_context))
+                .wrap(RequestContext)
                 .service(web::resource("/only-get").route(web::get().to(HttpResponse::Ok))),
         )
         .await;
@@ -316,7 +388,7 @@ mod tests {
     async fn request_id_is_kept_or_generated() {
         let app = actix_test::init_service(
             App::new()
-                .wrap(actix_web::middleware::from_fn(request_context))
+                .wrap(RequestContext)
                 .route("/", web::get().to(HttpResponse::Ok)),
         )
         .await;

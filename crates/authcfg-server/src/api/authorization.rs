@@ -29,6 +29,9 @@ use crate::snapshot::{Entry, EntryCredentials};
 use crate::state::AppState;
 use crate::telemetry;
 
+/// The route pattern of the authorization endpoint, for metrics and logs.
+pub(crate) const AUTHORIZATION_ROUTE: &str = "/v1/datasources/{name}/authorization";
+
 /// Longest accepted `min_valid_for`, in seconds: one day.
 const MAX_MIN_VALID_FOR_SECS: u64 = 24 * 60 * 60;
 
@@ -185,7 +188,13 @@ pub async fn authorize(
     request: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
-    if let Some(response) = cached_response(&state, &request, &body) {
+    // The cache-hit shortcut answers most hits before routing; a request it
+    // left to the router, such as one with a chunked body, may still be one.
+    let cached = request
+        .match_info()
+        .get("name")
+        .and_then(|name| cached_response(&state, &request, name, &body));
+    if let Some(response) = cached {
         return response;
     }
 
@@ -200,13 +209,17 @@ pub async fn authorize(
     .await
 }
 
-/// Builds the response from a cached header, with no I/O, no span and no
-/// await. Returns `None` for every other case, errors included, which
-/// [`authorize_in_full`] then handles and reports.
-fn cached_response(state: &AppState, request: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
-    // The name as routed; a percent-encoded name is not in the snapshot and
-    // so takes the full path, which decodes it.
-    let name = request.match_info().get("name")?;
+/// Builds the response from a cached header for the data source `name` as
+/// routed, with no I/O, no span and no await. Returns `None` for every other
+/// case, errors included, which [`authorize_in_full`] then handles and
+/// reports. A percent-encoded name is not in the snapshot and so takes the
+/// full path, which decodes it.
+pub(crate) fn cached_response(
+    state: &AppState,
+    request: &HttpRequest,
+    name: &str,
+    body: &[u8],
+) -> Option<HttpResponse> {
     let caller = access::authenticate(request).ok()?;
     if !caller.may_use(name) {
         return None;

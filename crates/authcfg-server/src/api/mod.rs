@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod authorization;
 pub mod credentials;
 pub mod datasources;
+pub mod shortcut;
 pub mod system;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -65,8 +66,8 @@ pub fn configure(config: &mut web::ServiceConfig, body_limit_bytes: usize) {
         // comes before the other patterns with one. It opens its span itself,
         // only when a request needs more than a cached header.
         .service(
-            web::resource("/v1/datasources/{name}/authorization")
-                .app_data(RouteName("/v1/datasources/{name}/authorization"))
+            web::resource(authorization::AUTHORIZATION_ROUTE)
+                .app_data(RouteName(authorization::AUTHORIZATION_ROUTE))
                 .route(web::post().to(authorization::authorize)),
         )
         .service(

@@ -708,3 +708,78 @@ fn audit_survives_immediate_shutdown() {
         "the header event was lost at shutdown: {actions:?}"
     );
 }
+
+/// A cache hit is answered the same way whatever shape the request takes:
+/// an empty body, `{}`, options, a body too large for the cache-hit shortcut,
+/// or a chunked body that only the handler reads.
+#[test]
+fn cache_hits_answer_alike_for_every_body_shape() {
+    let server = Server::start();
+    server.create_datasource(&basic_datasource("billing"));
+    server.put_credentials("billing", "billing-user", "billing-password");
+    let consumer = server.consumer_token(&["billing"]);
+    let path = "/v1/datasources/billing/authorization";
+    let first = server.authorize("billing");
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    let padded = format!("{{{}}}", " ".repeat(2000));
+    let bodies: &[(&str, Option<&str>)] = &[
+        ("no body", None),
+        ("empty object", Some("{}")),
+        (
+            "options",
+            Some(r#"{"min_valid_for": 0, "force_refresh": false}"#),
+        ),
+        ("body larger than the shortcut reads", Some(&padded)),
+    ];
+    for (case, body) in bodies {
+        let body = body.map(|text| ("application/json", text.as_bytes().to_vec()));
+        let reply = server.call_raw(
+            "POST",
+            path,
+            Some(&consumer),
+            &[("x-request-id", "shape-check")],
+            body,
+        );
+
+        assert_eq!(reply.status, 200, "{case}: {}", reply.body);
+        assert_eq!(reply.json(), first.json(), "{case}");
+        assert_eq!(reply.header("x-request-id"), Some("shape-check"), "{case}");
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{case}");
+        assert_eq!(reply.content_type(), "application/json", "{case}");
+    }
+
+    // A body of unknown length comes chunked and goes to the handler.
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(b"{}".to_vec()));
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", server.base_url()))
+        .bearer_auth(&consumer)
+        .header("content-type", "application/json")
+        .body(chunked)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body, first.json());
+
+    // A body that the shortcut reads but does not accept reaches the handler
+    // whole, which names the field.
+    let reply = server.call_raw(
+        "POST",
+        path,
+        Some(&consumer),
+        &[],
+        Some(("application/json", br#"{"min_valid_for": "soon"}"#.to_vec())),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("min_valid_for"), "{}", reply.body);
+
+    let metrics = server.call("GET", "/metrics", None, None).body;
+    assert!(
+        metrics.lines().any(
+            |line| line.contains(path.replace("billing", "{name}").as_str())
+                && line.contains("200")
+        ),
+        "the hits are not counted under the route:\n{metrics}"
+    );
+}

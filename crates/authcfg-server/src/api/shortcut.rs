@@ -1,0 +1,194 @@
+//! The cache-hit shortcut: middleware that answers
+//! `POST /v1/datasources/{name}/authorization` from the in-memory caches
+//! before the router runs.
+//!
+//! A cache hit is the most frequent request and needs nothing that routing,
+//! extractors and the handler's futures provide. So the shortcut recognises
+//! the path by its text, reads the small body, and asks
+//! [`authorization::cached_response`], the same check the handler makes
+//! first. It answers only a hit. Every other request, and every request the
+//! shortcut is unsure about, goes on to the router unchanged, with the body
+//! it read put back. So errors, misses and token requests keep one
+//! implementation, in the handler.
+//!
+//! The shortcut sits inside [`crate::telemetry::RequestContext`], which
+//! gives a hit its request id and counts it, like any response.
+
+use std::future::{ready, Ready};
+use std::rc::Rc;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{
+    self, Extensions, Payload, Service, ServiceRequest, ServiceResponse, Transform,
+};
+use actix_web::http::{header, Method};
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::HttpMessage as _;
+use futures_util::future::{Either, LocalBoxFuture};
+use futures_util::StreamExt as _;
+
+use super::authorization::{self, AUTHORIZATION_ROUTE};
+use crate::state::AppState;
+use crate::telemetry::RouteName;
+
+/// Largest body the shortcut reads. Callers send an empty body or `{}`; a
+/// larger body is rare, so it goes straight to the router.
+const MAX_SHORTCUT_BODY: usize = 1024;
+
+/// The middleware factory. Register it with `App::wrap` before (inside)
+/// the request context middleware.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheHitShortcut;
+
+impl<S> Transform<S, ServiceRequest> for CacheHitShortcut
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
+        + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Transform = CacheHitShortcutService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        let mut route = Extensions::new();
+        route.insert(RouteName(AUTHORIZATION_ROUTE));
+        ready(Ok(CacheHitShortcutService {
+            service: Rc::new(service),
+            route: Rc::new(route),
+        }))
+    }
+}
+
+/// The middleware of one worker thread.
+pub struct CacheHitShortcutService<S> {
+    service: Rc<S>,
+    /// The route's data, added to an answered request so that the metrics
+    /// and logs name the route as if the router had matched it.
+    route: Rc<Extensions>,
+}
+
+impl<S> Service<ServiceRequest> for CacheHitShortcutService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
+        + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Future = Either<S::Future, LocalBoxFuture<'static, Result<Self::Response, Self::Error>>>;
+
+    dev::forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let Some(body_length) = candidate(&request) else {
+            return Either::Left(self.service.call(request));
+        };
+        let service = Rc::clone(&self.service);
+        let route = Rc::clone(&self.route);
+        Either::Right(Box::pin(async move {
+            let mut request = request;
+            let body = if body_length == 0 {
+                Bytes::new()
+            } else {
+                match read_body(&mut request.take_payload(), body_length).await {
+                    Ok(body) => body,
+                    // As the handler's extractor would; the request context
+                    // turns the response into a problem.
+                    Err(error) => return Ok(request.error_response(error)),
+                }
+            };
+
+            if let Some(response) = hit(&request, &body) {
+                request.add_data_container(route);
+                return Ok(request.into_response(response));
+            }
+            if !body.is_empty() {
+                request.set_payload(Payload::from(body));
+            }
+            service.call(request).await
+        }))
+    }
+}
+
+/// Returns the body length of a request the shortcut may answer: a `POST`
+/// to the authorization route with a plain name and, at most,
+/// [`MAX_SHORTCUT_BODY`] bytes of body declared by `Content-Length`.
+fn candidate(request: &ServiceRequest) -> Option<usize> {
+    if request.method() != Method::POST {
+        return None;
+    }
+    authorization_name(request.path())?;
+    let headers = request.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    let length = match headers.get(header::CONTENT_LENGTH) {
+        None => 0,
+        Some(value) => value.to_str().ok()?.parse::<usize>().ok()?,
+    };
+    let limit = request
+        .app_data::<web::Data<AppState>>()?
+        .settings
+        .body_limit_bytes
+        .min(MAX_SHORTCUT_BODY);
+    (length <= limit).then_some(length)
+}
+
+/// Returns the data source name of an authorization path as the router
+/// would capture it. A name with `%` is left to the router, which decodes
+/// some escapes before matching.
+fn authorization_name(path: &str) -> Option<&str> {
+    let name = path
+        .strip_prefix("/v1/datasources/")?
+        .strip_suffix("/authorization")?;
+    let plain = !name.is_empty() && !name.contains(['/', '%']);
+    plain.then_some(name)
+}
+
+/// Reads exactly the `length` bytes that `Content-Length` declared.
+async fn read_body(payload: &mut Payload, length: usize) -> Result<Bytes, actix_web::Error> {
+    let mut body = BytesMut::with_capacity(length);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > length {
+            return Err(actix_web::error::PayloadError::Overflow.into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Returns the response to a cache hit, or `None`.
+fn hit(request: &ServiceRequest, body: &[u8]) -> Option<actix_web::HttpResponse> {
+    let state = request.app_data::<web::Data<AppState>>()?;
+    let name = authorization_name(request.path())?;
+    authorization::cached_response(state, request.request(), name, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_authorization_paths_are_taken() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/v1/datasources/crm/authorization", Some("crm")),
+            (
+                "/v1/datasources/crm-prod_2/authorization",
+                Some("crm-prod_2"),
+            ),
+            ("/v1/datasources//authorization", None),
+            ("/v1/datasources/a/b/authorization", None),
+            ("/v1/datasources/cr%6D/authorization", None),
+            ("/v1/datasources/crm/authorization/", None),
+            ("/v1/datasources/crm/test", None),
+            ("/v1/datasources/crm", None),
+            ("/v2/datasources/crm/authorization", None),
+        ];
+
+        for (path, expected) in cases {
+            assert_eq!(authorization_name(path), *expected, "{path}");
+        }
+    }
+}
