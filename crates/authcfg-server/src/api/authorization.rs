@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, ResponseError as _};
 use authcfg_exchange::{Authorization, AuthorizeRequest, BoxError, LoadedCredentials, TestRequest};
@@ -288,10 +288,14 @@ fn authorization_response(authorization: &Authorization) -> HttpResponse {
                 .error_response()
         }
     };
+    // Static header values are shared, not copied, into each response.
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .insert_header(header::ContentType::json())
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .body(json)
 }
 

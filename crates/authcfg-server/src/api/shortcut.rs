@@ -22,7 +22,7 @@ use actix_web::dev::{
     self, Extensions, Payload, Service, ServiceRequest, ServiceResponse, Transform,
 };
 use actix_web::http::{header, Method};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web::{self, Bytes};
 use actix_web::HttpMessage as _;
 use futures_util::future::{Either, LocalBoxFuture};
 use futures_util::StreamExt as _;
@@ -146,17 +146,22 @@ fn authorization_name(path: &str) -> Option<&str> {
     plain.then_some(name)
 }
 
-/// Reads exactly the `length` bytes that `Content-Length` declared.
+/// Reads the at most `length` bytes that `Content-Length` declared. A body
+/// that arrives in one chunk, as a small one does, is kept without a copy.
 async fn read_body(payload: &mut Payload, length: usize) -> Result<Bytes, actix_web::Error> {
-    let mut body = BytesMut::with_capacity(length);
+    let mut body = Bytes::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk?;
         if body.len() + chunk.len() > length {
             return Err(actix_web::error::PayloadError::Overflow.into());
         }
-        body.extend_from_slice(&chunk);
+        body = if body.is_empty() {
+            chunk
+        } else {
+            Bytes::from([body.as_ref(), chunk.as_ref()].concat())
+        };
     }
-    Ok(body.freeze())
+    Ok(body)
 }
 
 /// Returns the response to a cache hit, or `None`.
@@ -189,6 +194,42 @@ mod tests {
 
         for (path, expected) in cases {
             assert_eq!(authorization_name(path), *expected, "{path}");
+        }
+    }
+
+    fn chunked(chunks: &[&'static str]) -> Payload {
+        let chunks: Vec<Result<Bytes, actix_web::error::PayloadError>> = chunks
+            .iter()
+            .map(|chunk| Ok(Bytes::from_static(chunk.as_bytes())))
+            .collect();
+        Payload::Stream {
+            payload: Box::pin(futures_util::stream::iter(chunks)),
+        }
+    }
+
+    #[actix_web::test]
+    async fn bodies_are_read_whole_and_bounded() {
+        // (chunks, declared length, body read or None for an error)
+        let cases: &[(&[&'static str], usize, Option<&str>)] = &[
+            (&[], 0, Some("")),
+            (&["{}"], 2, Some("{}")),
+            (&["{", "}"], 2, Some("{}")),
+            (
+                &["{\"force_refresh\"", ":", "true}"],
+                22,
+                Some("{\"force_refresh\":true}"),
+            ),
+            (&["{}"], 1, None),
+            (&["{", "}"], 1, None),
+        ];
+
+        for (chunks, length, expected) in cases {
+            let read = read_body(&mut chunked(chunks), *length).await;
+
+            match expected {
+                Some(body) => assert_eq!(read.unwrap(), body.as_bytes(), "{chunks:?}"),
+                None => assert!(read.is_err(), "{chunks:?} within {length} bytes"),
+            }
         }
     }
 }
