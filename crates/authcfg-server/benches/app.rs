@@ -4,7 +4,7 @@
 //!
 //! Each figure has a baseline in the same harness: a hello-world route, and a
 //! route that takes the authorization request's shape (a `POST` with a JSON
-//! body) and answers a body of the same length. The difference between the
+//! body) and returns a body of the same length. The difference between the
 //! cache hit and that baseline is the cost of authentication, the snapshot,
 //! the exchange's cache, the audit counter, the metrics and the middleware.
 //!

@@ -1,18 +1,17 @@
-//! The cache-hit shortcut: middleware that answers
+//! The cache-hit shortcut: middleware that responds to
 //! `POST /v1/datasources/{name}/authorization` from the in-memory caches
 //! before the router runs.
 //!
 //! A cache hit is the most frequent request and needs nothing that routing,
 //! extractors and the handler's futures provide. So the shortcut recognises
-//! the path by its text, reads the small body, and asks
-//! [`authorization::cached_response`], the same check the handler makes
-//! first. It answers only a hit. Every other request, and every request the
-//! shortcut is unsure about, goes on to the router unchanged, with the body
-//! it read put back. So errors, misses and token requests keep one
-//! implementation, in the handler.
+//! the path by its text, reads the small body, and calls
+//! [`authorization::cached_response`], the check that the handler also makes
+//! first. It responds only to a hit. Every other request goes on to the
+//! router unchanged, with the body it read put back, so errors, misses and
+//! token requests have one implementation, in the handler.
 //!
-//! The shortcut sits inside [`crate::telemetry::RequestContext`], which
-//! gives a hit its request id and counts it, like any response.
+//! The shortcut runs inside [`crate::telemetry::RequestContext`], which
+//! adds the request id to a hit's response and counts it, like any other.
 
 use std::future::{ready, Ready};
 use std::rc::Rc;
@@ -31,12 +30,12 @@ use super::authorization::{self, AUTHORIZATION_ROUTE};
 use crate::state::AppState;
 use crate::telemetry::RouteName;
 
-/// Largest body the shortcut reads. Callers send an empty body or `{}`; a
-/// larger body is rare, so it goes straight to the router.
+/// Largest body the shortcut reads. A body with both options set takes under
+/// 60 bytes, so a larger body goes straight to the router.
 const MAX_SHORTCUT_BODY: usize = 1024;
 
-/// The middleware factory. Register it with `App::wrap` before (inside)
-/// the request context middleware.
+/// Factory of the cache-hit shortcut. Register it with `App::wrap` before
+/// the request context middleware, so that it runs inside it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheHitShortcut;
 
@@ -64,8 +63,8 @@ where
 /// The middleware of one worker thread.
 pub struct CacheHitShortcutService<S> {
     service: Rc<S>,
-    /// The route's data, added to an answered request so that the metrics
-    /// and logs name the route as if the router had matched it.
+    /// Resource data of the route, added to a request that the shortcut
+    /// responds to, so that metrics and logs name the route as the router would.
     route: Rc<Extensions>,
 }
 
@@ -93,13 +92,13 @@ where
             } else {
                 match read_body(&mut request.take_payload(), body_length).await {
                     Ok(body) => body,
-                    // As the handler's extractor would; the request context
-                    // turns the response into a problem.
+                    // The handler's extractor fails the same way, and the
+                    // request context turns the response into a problem.
                     Err(error) => return Ok(request.error_response(error)),
                 }
             };
 
-            if let Some(response) = hit(&request, &body) {
+            if let Some(response) = cache_hit_response(&request, &body) {
                 request.add_data_container(route);
                 return Ok(request.into_response(response));
             }
@@ -164,8 +163,8 @@ async fn read_body(payload: &mut Payload, length: usize) -> Result<Bytes, actix_
     Ok(body)
 }
 
-/// Returns the response to a cache hit, or `None`.
-fn hit(request: &ServiceRequest, body: &[u8]) -> Option<actix_web::HttpResponse> {
+/// Returns the response to a cache hit, or `None` for any other request.
+fn cache_hit_response(request: &ServiceRequest, body: &[u8]) -> Option<actix_web::HttpResponse> {
     let state = request.app_data::<web::Data<AppState>>()?;
     let name = authorization_name(request.path())?;
     authorization::cached_response(state, request.request(), name, body)
