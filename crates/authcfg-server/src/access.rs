@@ -264,20 +264,21 @@ pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, Unknown> {
             "missing API token: send the header \"Authorization: Bearer <api token>\"",
         )));
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|text| {
-            let (scheme, token) = text.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|token| !token.is_empty());
-    let Some(presented) = presented else {
+    let text = value.to_str().unwrap_or_default().trim();
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Unknown::Request(ApiError::new(
             ProblemKind::Unauthorized,
             "the Authorization header is not a Bearer token: send \"Authorization: Bearer <api token>\"",
         )));
-    };
+    }
+    let presented = token.trim();
+    if presented.is_empty() {
+        return Err(Unknown::Request(ApiError::new(
+            ProblemKind::Unauthorized,
+            "the Authorization header has no token after Bearer: send \"Authorization: Bearer <api token>\"",
+        )));
+    }
 
     match state.tokens.authenticate(presented) {
         Some(entry) => Ok(Caller { entry }),

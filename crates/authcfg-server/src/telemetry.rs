@@ -304,7 +304,14 @@ fn into_problem(response: ServiceResponse<impl MessageBody + 'static>) -> Servic
             "{method} is not allowed on {path:?}: see GET /openapi.json for the methods of this route"
         ),
         (ProblemKind::PayloadTooLarge, _) => {
-            "the request body is larger than the configured limit (body_limit_bytes): send a smaller body".to_owned()
+            let limit = response
+                .request()
+                .app_data::<web::Data<AppState>>()
+                .map(|state| format!(" of {} bytes", state.settings.body_limit_bytes))
+                .unwrap_or_default();
+            format!(
+                "the request body is larger than the limit{limit}: send a smaller body, or raise body_limit_bytes (AUTHCFG_BODY_LIMIT_BYTES)"
+            )
         }
         (_, Some(error)) if status.is_client_error() => {
             format!("the request is malformed: {error}")

@@ -237,14 +237,15 @@ pub(crate) fn cached_response(
 
 /// Parses the optional body: empty, `null` or an [`AuthorizationRequest`].
 fn parse_options(request: &HttpRequest, body: &[u8]) -> Result<AuthorizationRequest, ApiError> {
-    // An empty body, `{}` and a JSON `null` all take the defaults; the
-    // first two are what most callers send, so they skip the parser.
-    let options: AuthorizationRequest = if body.iter().all(u8::is_ascii_whitespace)
-        || (body == b"{}" && check_media_type(request).is_ok())
+    // An empty body, `{}` and a JSON `null` all take the defaults without
+    // the parser, which accepts only objects.
+    let trimmed = body.trim_ascii();
+    let options: AuthorizationRequest = if trimmed.is_empty()
+        || (matches!(trimmed, b"{}" | b"null") && check_media_type(request).is_ok())
     {
         AuthorizationRequest::default()
     } else {
-        parse_body::<Option<AuthorizationRequest>>(request, body)?.unwrap_or_default()
+        parse_body::<AuthorizationRequest>(request, body)?
     };
     if options.min_valid_for > MAX_MIN_VALID_FOR_SECS {
         return Err(ApiError::field(

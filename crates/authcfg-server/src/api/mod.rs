@@ -241,7 +241,9 @@ fn plain_detail(detail: &str) -> String {
             // invalid integer value.
             ("invalid value: ", "integer", Some(_)) => "a negative number",
             (_, "integer", _) => "a whole number",
-            (_, "floating point", _) => "a number with a fraction",
+            // serde_json reads an exponent, and an integer too large for
+            // 64 bits, as a floating point number too.
+            (_, "floating point", _) => "a fraction, an exponent or an out-of-range number",
             (_, "string", _) => "a string",
             (_, "boolean", _) => "a boolean",
             (_, "sequence", _) => "an array",

@@ -294,6 +294,25 @@ fn malformed_authorization_headers_are_401() {
         let redacted = value.replace(&admin, "<admin token>");
         assert_challenge(&reply, &format!("Authorization {redacted:?}"));
     }
+
+    // The scheme alone is named as a missing token, not as another scheme.
+    for value in ["Bearer", "Bearer  "] {
+        let reply = server.call_raw(
+            "GET",
+            "/v1/datasources",
+            None,
+            &[("authorization", value)],
+            None,
+        );
+        let detail = reply.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            detail.contains("no token after Bearer"),
+            "{value:?}: {detail}"
+        );
+    }
 }
 
 #[test]

@@ -726,6 +726,8 @@ fn cache_hits_answer_alike_for_every_body_shape() {
     let bodies: &[(&str, Option<&str>)] = &[
         ("no body", None),
         ("empty object", Some("{}")),
+        ("null", Some("null")),
+        ("null between spaces", Some(" null\n")),
         (
             "options",
             Some(r#"{"min_valid_for": 0, "force_refresh": false}"#),
