@@ -51,7 +51,10 @@ fn small_body_limit_is_enforced() {
     let reply = server.post("/v1/datasources", &body);
 
     assert_problem(&reply, 413);
-    let detail = reply.json()["detail"].as_str().unwrap_or_default().to_owned();
+    let detail = reply.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(detail.contains("limit of 1024 bytes"), "{detail}");
     assert!(detail.contains("AUTHCFG_BODY_LIMIT_BYTES"), "{detail}");
     assert_eq!(server.get("/v1/datasources/limited").status, 404);
