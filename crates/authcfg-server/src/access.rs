@@ -258,12 +258,21 @@ pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, Unknown> {
         )));
     };
 
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+    let mut values = request.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
         return Err(Unknown::Request(ApiError::new(
             ProblemKind::Unauthorized,
             "missing API token: send the header \"Authorization: Bearer <api token>\"",
         )));
     };
+    // Authorization is not a list field in RFC 9110, so a request carries
+    // one. With two, the one that counts would depend on the proxies between.
+    if values.next().is_some() {
+        return Err(Unknown::Request(ApiError::new(
+            ProblemKind::Unauthorized,
+            "the request has more than one Authorization header: send one \"Authorization: Bearer <api token>\"",
+        )));
+    }
     let text = value.to_str().unwrap_or_default().trim();
     let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {

@@ -298,7 +298,11 @@ fn into_problem(response: ServiceResponse<impl MessageBody + 'static>) -> Servic
 
     let detail = match (kind, response.response().error()) {
         (ProblemKind::NotFound, _) => {
-            format!("no route matches {path:?}: see GET /openapi.json for the routes")
+            if path.len() > 1 && path.ends_with('/') {
+                format!("no route matches {path:?}: remove the trailing slash, or see GET /openapi.json for the routes")
+            } else {
+                format!("no route matches {path:?}: see GET /openapi.json for the routes")
+            }
         }
         (ProblemKind::MethodNotAllowed, _) => format!(
             "{method} is not allowed on {path:?}: see GET /openapi.json for the methods of this route"

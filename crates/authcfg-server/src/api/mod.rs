@@ -135,13 +135,15 @@ pub(crate) fn check_media_type(request: &HttpRequest) -> Result<(), ApiError> {
     if json {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ProblemKind::UnsupportedMediaType,
+        let detail = if media_type.is_empty() {
+            "the Content-Type header names no media type: send JSON with Content-Type: application/json".to_owned()
+        } else {
             format!(
                 "the body has media type {:?}: send JSON with Content-Type: application/json",
                 media_type.to_ascii_lowercase()
-            ),
-        ))
+            )
+        };
+        Err(ApiError::new(ProblemKind::UnsupportedMediaType, detail))
     }
 }
 
@@ -217,6 +219,9 @@ pub(crate) fn malformed(errors: ValidationErrors) -> ApiError {
 fn plain_detail(detail: &str) -> String {
     if detail.starts_with("invalid length ") {
         return "must be a JSON object".to_owned();
+    }
+    if let Some(field) = detail.strip_prefix("duplicate field ") {
+        return format!("the body sets {field} more than once: send each field once");
     }
     if let Some(rest) = detail.strip_prefix("unknown variant ") {
         return match rest.split_once(", expected ") {

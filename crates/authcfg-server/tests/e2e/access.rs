@@ -295,6 +295,22 @@ fn malformed_authorization_headers_are_401() {
         assert_challenge(&reply, &format!("Authorization {redacted:?}"));
     }
 
+    // A second Authorization header is rejected whichever comes first.
+    let valid = format!("Bearer {admin}");
+    let reply = server.call_raw(
+        "GET",
+        "/v1/datasources",
+        None,
+        &[("authorization", &valid), ("authorization", "Bearer other")],
+        None,
+    );
+    assert_problem(&reply, 401);
+    let detail = reply.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("more than one Authorization"), "{detail}");
+
     // The scheme alone is named as a missing token, not as another scheme.
     for value in ["Bearer", "Bearer  "] {
         let reply = server.call_raw(
