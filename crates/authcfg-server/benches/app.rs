@@ -48,7 +48,7 @@ macro_rules! run {
     }};
 }
 
-/// The default settings with the data directory under `dir`.
+/// Returns the default settings with the data directory under `dir`.
 fn settings(dir: &std::path::Path) -> Settings {
     let config = dir.join("authcfg.toml");
     fs::write(&config, "").unwrap();

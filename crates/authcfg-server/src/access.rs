@@ -265,8 +265,9 @@ pub(crate) fn authenticate(request: &HttpRequest) -> Result<Caller, Unknown> {
             "missing API token: send the header \"Authorization: Bearer <api token>\"",
         )));
     };
-    // Authorization is not a list field in RFC 9110, so a request carries
-    // one. With two, the one that counts would depend on the proxies between.
+    // Authorization is not a list field in RFC 9110, so a request carries at
+    // most one. With two, the one that counts would depend on the proxies in
+    // between.
     if values.next().is_some() {
         return Err(Unknown::Request(ApiError::new(
             ProblemKind::Unauthorized,

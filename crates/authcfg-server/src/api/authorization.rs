@@ -188,8 +188,9 @@ pub async fn authorize(
     request: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
-    // The cache-hit shortcut answers most hits before routing; a request it
-    // left to the router, such as one with a chunked body, may still be one.
+    // The cache-hit shortcut responds to most hits before routing. A request
+    // that it leaves to the router, such as one with a chunked body, may
+    // still be a hit.
     let cached = request
         .match_info()
         .get("name")

@@ -110,7 +110,7 @@ where
     }
 }
 
-/// Returns the body length of a request the shortcut may answer: a `POST`
+/// Returns the body length of a request the shortcut may respond to: a `POST`
 /// to the authorization route with a plain name and, at most,
 /// [`MAX_SHORTCUT_BODY`] bytes of body declared by `Content-Length`.
 fn candidate(request: &ServiceRequest) -> Option<usize> {

@@ -709,11 +709,11 @@ fn audit_survives_immediate_shutdown() {
     );
 }
 
-/// A cache hit is answered the same way whatever shape the request takes:
-/// an empty body, `{}`, options, a body too large for the cache-hit shortcut,
+/// A cache hit gets the same response whatever shape the request takes: no
+/// body, `{}`, `null`, options, a body too large for the cache-hit shortcut,
 /// or a chunked body that only the handler reads.
 #[test]
-fn cache_hits_answer_alike_for_every_body_shape() {
+fn cache_hit_same_for_every_body() {
     let server = Server::start();
     server.create_datasource(&basic_datasource("billing"));
     server.put_credentials("billing", "billing-user", "billing-password");
